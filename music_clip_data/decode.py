@@ -1,0 +1,135 @@
+"""Audio file → 16 kHz mono waveform (torchcodec) → the feature extractor's log-mel, cached per file hash.
+
+Rules for clips the model cannot learn from (stated in the dataset card):
+- shorter than `min_seconds` (default 1 s, e.g. a 0.1 s clip): skipped, "too short";
+- peak below `silence_dbfs` (default −60 dBFS, e.g. digital silence): skipped, "silent";
+- longer than `max_seconds` (default 600 s): only the first `max_seconds` are kept (noted in `metadata`).
+Anything FFmpeg cannot decode (corrupt, empty, truncated past its header, not audio) is skipped with FFmpeg's
+reason. A file whose extension lies but whose content decodes (an Ogg named `.mp3`) is kept: FFmpeg probes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class SkipClip(Exception):
+    """A file the builder skips; the message is the reason written to skipped.jsonl."""
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    min_seconds: float = 1.0
+    max_seconds: float | None = 600.0
+    silence_dbfs: float = -60.0
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(file_hash: str, fe: Any, settings: DecodeSettings) -> str:
+    """Same file, same extractor config, same rules → same cached mel."""
+    fe_config = fe.to_json_string() if hasattr(fe, "to_json_string") else repr(fe)
+    payload = json.dumps([file_hash, fe_config, asdict(settings)], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def decode_16k_mono(path: Path, sampling_rate: int, max_seconds: float | None) -> tuple[np.ndarray, dict]:
+    """FFmpeg (through torchcodec) resamples and downmixes while decoding."""
+    from torchcodec.decoders import AudioDecoder
+
+    try:
+        decoder = AudioDecoder(str(path), sample_rate=sampling_rate, num_channels=1)
+        meta = decoder.metadata
+        if max_seconds is not None:
+            samples = decoder.get_samples_played_in_range(0.0, max_seconds)
+        else:
+            samples = decoder.get_all_samples()
+    except Exception as err:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
+        raise SkipClip(f"cannot decode: {str(err).splitlines()[0][:200]}") from None
+    info = {
+        "native_sampling_rate": meta.sample_rate,
+        "native_channels": meta.num_channels,
+        "codec": meta.codec,
+        "native_duration_s": meta.duration_seconds,
+    }
+    return samples.data.numpy(), info
+
+
+def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
+    import torch
+    from torchcodec.encoders import AudioEncoder
+
+    clipped = np.clip(waveform, -1.0, 1.0)[None, :]
+    return (
+        AudioEncoder(torch.from_numpy(clipped), sample_rate=sampling_rate).to_tensor("flac").numpy().tobytes()
+    )
+
+
+def process_file(path: Path, fe: Any, settings: DecodeSettings) -> dict:
+    """Decode, check the rules, log-mel and FLAC-encode one file. Raises `SkipClip` with the reason."""
+    if not path.is_file():
+        raise SkipClip("file not found")
+    if path.stat().st_size == 0:
+        raise SkipClip("empty file (0 bytes)")
+    sr = int(fe.sampling_rate)
+    samples, info = decode_16k_mono(path, sr, settings.max_seconds)
+    try:
+        wave = fe.prepare_waveform(samples, sampling_rate=sr)
+    except ValueError as err:
+        raise SkipClip(f"bad audio: {err}") from None
+    seconds = wave.size / sr
+    if seconds < settings.min_seconds:
+        raise SkipClip(f"too short: {seconds:.2f} s < {settings.min_seconds} s minimum")
+    peak = float(np.max(np.abs(wave)))
+    peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
+    if peak_db < settings.silence_dbfs:
+        raise SkipClip(f"silent: peak {peak_db:.1f} dBFS < {settings.silence_dbfs} dBFS")
+    mel = fe.log_mel(wave).astype(np.float32, copy=False)
+    native = info.get("native_duration_s")
+    info["truncated"] = bool(settings.max_seconds and native and native > settings.max_seconds + 0.05)
+    return {"mel": mel, "flac": encode_flac(wave, sr), "duration_s": round(seconds, 3), "decode_info": info}
+
+
+def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Path | None) -> dict:
+    """`process_file` with a per-file cache keyed by content hash: a re-run reuses finished work."""
+    file_hash = file_sha256(path) if path.is_file() else ""
+    cached = cache_dir / f"{cache_key(file_hash, fe, settings)}.npz" if cache_dir and file_hash else None
+    if cached is not None and cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as data:
+                return {
+                    "mel": data["mel"],
+                    "flac": data["flac"].tobytes(),
+                    "duration_s": float(data["duration_s"]),
+                    "decode_info": json.loads(str(data["decode_info"])),
+                    "file_hash": file_hash,
+                    "from_cache": True,
+                }
+        except (OSError, ValueError, KeyError):
+            cached.unlink(missing_ok=True)  # a file cut by a crash: compute again
+    result = process_file(path, fe, settings)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{id(result)}.npz")
+        np.savez(
+            tmp,
+            mel=result["mel"],
+            flac=np.frombuffer(result["flac"], dtype=np.uint8),
+            duration_s=result["duration_s"],
+            decode_info=json.dumps(result["decode_info"]),
+        )
+        tmp.replace(cached)  # atomic: a killed build never leaves a half-written cache entry
+    return {**result, "file_hash": file_hash, "from_cache": False}

@@ -1,0 +1,92 @@
+"""Source registry: name → a function that turns the build options into a `SourceRun`.
+
+A source yields `Track`s; inputs it cannot use (missing files, bad manifest rows, pieces that failed to render)
+go into `SourceRun.skipped` as `{"path" or "track_id", "reason"}` so the builder reports them, never silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from music_clip_data.track import Track
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mka"}
+)
+
+
+@dataclass
+class SourceOptions:
+    audio_dir: Path | None = None
+    metadata: Path | None = None
+    size: str = "small"
+    cache_dir: Path | None = None
+    workers: int = 1
+    seed: int = 0
+
+
+@dataclass
+class SourceRun:
+    name: str
+    tracks: Iterable[Track]
+    skipped: list[dict] = field(default_factory=list)  # filled while `tracks` is iterated
+    handled: list[dict] = field(default_factory=list)  # inputs kept after a repair (e.g. re-decoded lyrics)
+    licence: str = "the licence of your own audio"
+    description: str = ""
+    card_section: Callable[[], str] | None = None  # called after iteration (it may report counts)
+
+
+def _folder(options: SourceOptions) -> SourceRun:
+    from music_clip_data.sources.folder import folder_source
+
+    return folder_source(options)
+
+
+def _manifest(options: SourceOptions) -> SourceRun:
+    from music_clip_data.sources.manifest import manifest_source
+
+    return manifest_source(options)
+
+
+def _immich(options: SourceOptions) -> SourceRun:
+    from music_clip_data.sources.immich import immich_source
+
+    return immich_source(options)
+
+
+def _music21(options: SourceOptions) -> SourceRun:
+    from music_clip_data.sources import music21_corpus as m21
+
+    failures: list[dict] = getattr(m21, "FAILURES", [])
+    tracks = m21.music21_tracks(
+        size=options.size,
+        cache_dir=options.cache_dir,
+        workers=options.workers,
+        seed=options.seed,
+    )
+    section = getattr(m21, "card_section", None)
+    return SourceRun(
+        name="music21",
+        tracks=tracks,
+        skipped=failures,
+        licence=getattr(m21, "LICENCE", "music21 corpus (BSD-3-Clause; see the corpus' own notes)"),
+        description="real compositions from the music21 corpus rendered with FluidSynth",
+        card_section=section,
+    )
+
+
+SOURCES: dict[str, Callable[[SourceOptions], SourceRun]] = {
+    "music21": _music21,
+    "immich": _immich,
+    "folder": _folder,
+    "manifest": _manifest,
+}
+DEFAULT_SOURCE = "music21"
+
+
+def open_source(name: str, options: SourceOptions) -> SourceRun:
+    if name not in SOURCES:
+        raise ValueError(f"unknown source {name!r}; choose one of {sorted(SOURCES)}")
+    return SOURCES[name](options)
