@@ -1,0 +1,57 @@
+"""Accelerate checkpoints that survive `kill -9`: written to a temporary folder, then renamed into place.
+
+A run saves `save_state` every interval under `<output>/checkpoints/step-NNNNNNN`; `--resume` loads the newest
+complete one, so a killed run loses at most one interval. The training progress (epoch, step, history) is a
+registered checkpointable object, so it travels with the model, optimizer and RNG states.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from accelerate import Accelerator
+
+
+class Progress:
+    """Where training stands; saved and restored by `save_state` / `load_state`."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.history: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+
+
+def checkpoint_dirs(output: Path) -> list[Path]:
+    root = Path(output) / "checkpoints"
+    return sorted(p for p in root.glob("step-*") if p.is_dir()) if root.is_dir() else []
+
+
+def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int = 2) -> None:
+    root = Path(output) / "checkpoints"
+    final, partial = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)  # atomic: a kill before this line leaves the previous checkpoint as the newest
+        for old in checkpoint_dirs(output)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def resume_latest(accelerator: Accelerator, output: Path) -> Path | None:
+    dirs = checkpoint_dirs(output)
+    if not dirs:
+        return None
+    accelerator.load_state(str(dirs[-1]))
+    return dirs[-1]
