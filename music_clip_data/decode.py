@@ -117,6 +117,7 @@ def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Pat
                     "decode_info": json.loads(str(data["decode_info"])),
                     "file_hash": file_hash,
                     "from_cache": True,
+                    "cache_file": str(cached),
                 }
         except (OSError, ValueError, KeyError):
             cached.unlink(missing_ok=True)  # a file cut by a crash: compute again
@@ -132,4 +133,15 @@ def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Pat
             decode_info=json.dumps(result["decode_info"]),
         )
         tmp.replace(cached)  # atomic: a killed build never leaves a half-written cache entry
-    return {**result, "file_hash": file_hash, "from_cache": False}
+    return {
+        **result,
+        "file_hash": file_hash,
+        "from_cache": False,
+        "cache_file": str(cached) if cached else "",
+    }
+
+
+def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:
+    """The mel and FLAC bytes `process_cached` stored."""
+    with np.load(cache_file, allow_pickle=False) as data:
+        return data["mel"], data["flac"].tobytes()

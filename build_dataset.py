@@ -1,0 +1,494 @@
+"""Build a MusicCLIP dataset folder (captions + genres configs, stored mels) from a source of music.
+
+    build_dataset.py --source folder --audio-dir my_music/ --output my_ds            # folder-per-genre, no LLM
+    build_dataset.py --source manifest --metadata tracks.csv --output my_ds \\
+        --llm-base-url http://localhost:8000/v1 --llm-model gpt-3.5-turbo            # any OpenAI-compatible server
+    build_dataset.py --source music21 --size small --output out/m21-small            # the bundled corpus
+
+Steps: collect tracks → decode + log-mel (parallel, cached per file hash) → labels (thesis Table 2) → captions
+vs genres by group → genres test split → captions (LLM or template, cached) → Parquet + card + reports.
+An interrupted build re-run reuses the cached mels and captions under `OUTPUT/.cache/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from music_clip_data.card import render_card
+from music_clip_data.decode import DecodeSettings, SkipClip, load_cached, process_cached
+from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
+from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
+from music_clip_data.track import Track
+from music_clip_data.writer import captions_features, genres_features, split_roles, test_mask, write_split
+
+CACHE_DIR_NAME = ".cache"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--source", choices=sorted(SOURCES), default=DEFAULT_SOURCE, help="where the music comes from"
+    )
+    p.add_argument("--size", choices=["small", "quick", "full"], default="small", help="music21 build size")
+    p.add_argument("--audio-dir", type=Path, help="folder of audio (folder source: one sub-folder per genre)")
+    p.add_argument("--metadata", type=Path, help="manifest tracks.csv or tracks.jsonl (manifest source)")
+    p.add_argument("--output", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--cache-dir", type=Path, help="resumable work (mels, captions); default OUTPUT/.cache")
+    p.add_argument("--feature-extractor", help="folder with preprocessor_config.json (default: the model's)")
+    p.add_argument("--llm-base-url", help="OpenAI-compatible endpoint; none = template captions")
+    p.add_argument("--llm-model", default="gpt-3.5-turbo")
+    p.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="env variable holding the API key")
+    p.add_argument("--llm-temperature", type=float, default=None)
+    p.add_argument("--llm-concurrency", type=int, default=None)
+    p.add_argument("--prompt", default="thesis", help="thesis | lyrics-comment | a template FILE")
+    p.add_argument("--main-genres", nargs="+", default=list(THESIS_MAIN_GENRES), help="thesis Table 2 genres")
+    p.add_argument(
+        "--captions-fraction", type=float, default=0.5, help="share of unassigned groups → captions"
+    )
+    p.add_argument("--test-size", type=float, default=0.2, help="genres test split: fraction (<1) or clips")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-proc", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--min-seconds", type=float, default=DecodeSettings.min_seconds)
+    p.add_argument("--max-seconds", type=float, default=DecodeSettings.max_seconds)
+    p.add_argument("--silence-dbfs", type=float, default=DecodeSettings.silence_dbfs)
+    p.add_argument(
+        "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
+    )
+    args = p.parse_args(argv)
+    if args.prompt not in ("thesis", "lyrics-comment"):
+        prompt_file = Path(args.prompt)
+        if not prompt_file.is_file():
+            p.error(f"--prompt {args.prompt!r} is neither thesis, lyrics-comment nor a file")
+        args.prompt = prompt_file.read_text(encoding="utf-8")
+    if args.test_size >= 1 and not float(args.test_size).is_integer():
+        p.error("--test-size must be a fraction below 1 or a whole number of clips")
+    return args
+
+
+def load_feature_extractor(path: str | None) -> Any:
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+
+    return MusicClipFeatureExtractor.from_pretrained(path) if path else MusicClipFeatureExtractor()
+
+
+def _decode_batch(
+    batch: dict, fe: Any, settings: DecodeSettings, cache_dir: str, single_thread: bool
+) -> dict:
+    """`Dataset.map` worker: decode + log-mel into the cache; returns only small status columns."""
+    if single_thread:  # one torch thread per process: N processes on N cores, not N x N threads
+        import torch
+
+        torch.set_num_threads(1)
+    out: dict[str, list] = {k: [] for k in ("ok", "reason", "cache_file", "file_hash", "mel_length")}
+    out.update({"duration_s": [], "from_cache": [], "decode_info": []})
+    for path in batch["path"]:
+        try:
+            result = process_cached(Path(path), fe, settings, Path(cache_dir))
+            values = (True, "", result["cache_file"], result["file_hash"], int(result["mel"].shape[0]))
+            extra = (
+                float(result["duration_s"]),
+                bool(result["from_cache"]),
+                json.dumps(result["decode_info"]),
+            )
+        except SkipClip as err:
+            values, extra = (False, str(err), "", "", 0), (0.0, False, "{}")
+        except Exception as err:  # never crash the build on one file: report it
+            values, extra = (
+                (False, f"unexpected error: {type(err).__name__}: {err}"[:300], "", "", 0),
+                (0.0, False, "{}"),
+            )
+        for key, value in zip(out, values + extra, strict=True):
+            out[key].append(value)
+    return out
+
+
+def decode_all(
+    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
+) -> list[dict]:
+    from datasets import Dataset, disable_caching
+
+    disable_caching()  # our own per-file cache is the resumable one; keep datasets' cache out of ~/.cache
+    paths = Dataset.from_dict({"path": [str(t.audio_path) for t in tracks]})
+    num_proc = max(1, min(num_proc, len(tracks)))
+    mapped = paths.map(
+        _decode_batch,
+        batched=True,
+        batch_size=1,
+        num_proc=num_proc if num_proc > 1 else None,
+        fn_kwargs={
+            "fe": fe,
+            "settings": settings,
+            "cache_dir": str(cache_dir),
+            "single_thread": num_proc > 1,
+        },
+        remove_columns=["path"],
+        desc=f"decode + log-mel ({num_proc} proc)",
+    )
+    return mapped.to_list()
+
+
+def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
+    from music_clip_data.captioning import CaptionInput, CaptionSettings, caption_many
+
+    optional = {"temperature": args.llm_temperature, "concurrency": args.llm_concurrency}
+    settings = CaptionSettings(
+        base_url=args.llm_base_url,
+        model=args.llm_model if args.llm_base_url else None,
+        api_key_env=args.llm_api_key_env,
+        prompt=args.prompt,
+        cache_dir=cache,
+        **{k: v for k, v in optional.items() if v is not None},
+    )
+    inputs = []
+    for t in tracks:
+        label = labels.get(t.track_id)
+        facts = {"title": t.title, "artist": t.artist, "genre": label, "tags": t.tags, **t.metadata}
+        genres = list(t.tags) or ([label] if label else [])
+        inputs.append(CaptionInput(t.track_id, t.lyrics, genres, t.template_sentences, facts))
+    return caption_many(inputs, settings), settings
+
+
+def _base_row(track: Track, status: dict) -> dict:
+    mel, flac = load_cached(status["cache_file"])
+    metadata = {
+        **track.metadata,
+        "decode": json.loads(status["decode_info"]),
+        "file_sha256": status["file_hash"],
+    }
+    return {
+        "track_id": track.track_id,
+        "group_id": track.group_id,
+        "source": track.source,
+        "audio": {"bytes": flac, "path": f"{track.track_id.replace('/', '__').replace(':', '_')}.flac"},
+        "mel": mel,
+        "mel_length": int(mel.shape[0]),
+        "duration_s": status["duration_s"],
+        "title": track.title,
+        "artist": track.artist,
+        "tags": list(track.tags),
+        "lyrics": track.lyrics,
+        "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":", 1)[0].split("(", 1)[0].strip()
+
+
+def collect(run: SourceRun, skipped: list[dict]) -> list[Track]:
+    """All tracks of the source, first of each `track_id` (later duplicates are reported as skipped)."""
+    tracks: list[Track] = []
+    first_path: dict[str, str] = {}
+    for track in tqdm(run.tracks, desc=f"collect tracks ({run.name})", unit="track"):
+        if track.track_id in first_path:
+            skipped.append(
+                {
+                    "track_id": track.track_id,
+                    "path": str(track.audio_path),
+                    "reason": f"duplicate track_id (first: {first_path[track.track_id]})",
+                }
+            )
+            continue
+        first_path[track.track_id] = str(track.audio_path)
+        tracks.append(track)
+    return tracks
+
+
+def build(args: argparse.Namespace) -> dict:
+    """Run the whole build; returns the summary also written to build_summary.json."""
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    output: Path = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache_dir) if args.cache_dir else output / CACHE_DIR_NAME
+    fe = load_feature_extractor(args.feature_extractor)
+    settings = DecodeSettings(args.min_seconds, args.max_seconds, args.silence_dbfs)
+    options = SourceOptions(
+        args.audio_dir, args.metadata, args.size, cache / args.source, args.num_proc, args.seed
+    )
+    run = open_source(args.source, options)
+
+    skipped: list[dict] = []
+    tracks = collect(run, skipped)
+    n_duplicate_ids = len(skipped)
+    timings["collect"] = time.perf_counter() - start
+
+    t0 = time.perf_counter()
+    statuses = decode_all(tracks, fe, settings, cache / "mels", args.num_proc) if tracks else []
+    timings["decode"] = time.perf_counter() - t0
+    kept: list[tuple[Track, dict]] = []
+    seen_hash: dict[str, str] = {}
+    for track, status in zip(tracks, statuses, strict=True):
+        entry = {"track_id": track.track_id, "path": str(track.audio_path)}
+        if not status["ok"]:
+            skipped.append({**entry, "reason": status["reason"]})
+        elif status["file_hash"] in seen_hash:
+            skipped.append(
+                {**entry, "reason": f"duplicate audio (same content as {seen_hash[status['file_hash']]})"}
+            )
+        else:
+            seen_hash[status["file_hash"]] = track.track_id
+            kept.append((track, status))
+
+    # Labels: a label given by the source wins; else thesis Table 2 majority over the raw tags.
+    labels: dict[str, str | None] = {}
+    no_main_genre = 0
+    for track, _ in kept:
+        label = track.genre or (map_to_main_genre(track.tags, args.main_genres) if track.tags else None)
+        labels[track.track_id] = label
+        no_main_genre += int(label is None and bool(track.tags))
+
+    # Roles: the source's, else by group (never splitting a group), per class.
+    free = [(t, s) for t, s in kept if t.role is None]
+    group_roles = split_roles(
+        [labels[t.track_id] for t, _ in free],
+        [t.group_id for t, _ in free],
+        args.captions_fraction,
+        args.seed,
+    )
+    caption_set: list[tuple[Track, dict]] = []
+    genre_set: list[tuple[Track, dict]] = []
+    for track, status in kept:
+        role = track.role or group_roles[track.group_id]
+        if role == "captions":
+            caption_set.append((track, status))
+        elif labels[track.track_id] is None:
+            why = "no main genre in its tags" if track.tags else "no genre label"
+            skipped.append(
+                {"track_id": track.track_id, "path": str(track.audio_path), "reason": f"{why} (genres)"}
+            )
+        else:
+            genre_set.append((track, status))
+
+    genre_labels = [labels[t.track_id] for t, _ in genre_set]
+    in_test = test_mask(genre_labels, [t.group_id for t, _ in genre_set], args.test_size, args.seed)
+    present = set(genre_labels)
+    genre_names = [g for g in args.main_genres if g in present] + sorted(present - set(args.main_genres))
+
+    t0 = time.perf_counter()
+    caption_counts: Counter[str] = Counter({"new": 0, "cached": 0, "failed": 0, "template": 0})
+    caption_rows: list[dict] = []
+    caption_settings = None
+    if caption_set:
+        results, caption_settings = caption_tracks(
+            [t for t, _ in caption_set], labels, args, cache / "captions"
+        )
+        for (track, status), result in zip(caption_set, results, strict=True):
+            caption_counts[result.status] += 1
+            if result.status == "failed" or not result.sentences:
+                skipped.append(
+                    {
+                        "track_id": track.track_id,
+                        "path": str(track.audio_path),
+                        "reason": f"caption failed: {result.error}",
+                        "raw": result.raw,
+                    }
+                )
+                continue
+            caption_rows.append(
+                {
+                    "track": track,
+                    "status": status,
+                    "caption": " ".join(result.sentences),
+                    "sentences": list(result.sentences),
+                    "caption_source": result.caption_source,
+                    "caption_prompt": result.prompt or "",
+                    "caption_model": result.model or "",
+                    "caption_temperature": result.temperature,
+                    "caption_raw": result.raw or "",
+                }
+            )
+    timings["captions"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n_mels = int(fe.feature_size)
+    total_rows = len(caption_rows) + len(genre_set)
+    with tqdm(total=total_rows, desc="write parquet", unit="clip") as bar:
+        write_split(
+            (
+                {
+                    **_base_row(r["track"], r["status"]),
+                    **{k: v for k, v in r.items() if k not in ("track", "status")},
+                }
+                for r in caption_rows
+            ),
+            captions_features(n_mels),
+            output / "captions",
+            "train",
+            len(caption_rows),
+            progress=bar.update,
+        )
+        for split, wanted in (("train", False), ("test", True)):
+            chosen = [(t, s) for (t, s), flag in zip(genre_set, in_test, strict=True) if bool(flag) == wanted]
+            write_split(
+                ({**_base_row(t, s), "genre": labels[t.track_id]} for t, s in chosen),
+                genres_features(n_mels, genre_names),
+                output / "genres",
+                split,
+                len(chosen),
+                progress=bar.update,
+            )
+    fe.save_pretrained(str(output / "feature_extractor"))
+    timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
+
+    skipped = run.skipped + skipped
+    per_split: dict[str, Counter] = defaultdict(Counter)
+    for (track, _), flag in zip(genre_set, in_test, strict=True):
+        per_split["test" if flag else "train"][labels[track.track_id]] += 1
+    summary = {
+        "source": args.source,
+        "tracks_in": len(tracks) + n_duplicate_ids + len(run.skipped),
+        "kept": len(caption_rows) + len(genre_set),
+        "captions_rows": len(caption_rows),
+        "genres_rows": len(genre_set),
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(_reason_kind(s["reason"]) for s in skipped).most_common()),
+        "handled": run.handled,
+        "no_main_genre": no_main_genre,
+        "captions": dict(caption_counts),
+        "mel_cache": {
+            "hits": sum(s["from_cache"] for _, s in kept),
+            "computed": sum(not s["from_cache"] for _, s in kept),
+        },
+        "clips_per_class_and_split": {"train": dict(per_split["train"]), "test": dict(per_split["test"])},
+        "genre_names": genre_names,
+        "decode_clips_per_s": round(len(tracks) / timings["decode"], 2) if timings["decode"] > 0 else None,
+        "num_proc": args.num_proc,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "decode_settings": asdict(settings),
+        "seed": args.seed,
+    }
+    write_reports(output, skipped, summary)
+    card = render_card(card_info(args, run, summary, genre_names, fe, caption_settings))
+    card.save(str(output / "README.md"))
+    if args.push_to_hub:
+        push(output, args.push_to_hub)
+    return summary
+
+
+def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: Any, caption_settings) -> dict:
+    section = run.card_section() if run.card_section else ""
+    prompt_name = args.prompt if args.prompt in ("thesis", "lyrics-comment") else "custom"
+    try:
+        from music_clip_data import captioning
+
+        prompt_text = getattr(captioning, "PROMPTS", {}).get(args.prompt, args.prompt)
+    except ImportError:
+        prompt_text = args.prompt
+    licence = run.licence.lower()
+    train, test = summary["clips_per_class_and_split"]["train"], summary["clips_per_class_and_split"]["test"]
+    splits = {
+        "captions": ["train"] if summary["captions_rows"] else [],
+        "genres": [name for name, counts in (("train", train), ("test", test)) if sum(counts.values())],
+    }
+    return {
+        "splits": splits,
+        "pretty_name": f"MusicCLIP dataset ({run.name})",
+        "license_id": "mit" if licence.startswith("mit") else "other",
+        "source_names": [run.name],
+        "sources": [
+            {
+                "name": run.name,
+                "description": run.description,
+                "licence": run.licence,
+                "card_section": section,
+            }
+        ],
+        "summary": summary,
+        "genre_names": genre_names,
+        "main_genres": args.main_genres,
+        "caption_prompt": prompt_text,
+        "caption_prompt_name": prompt_name,
+        "caption_model": args.llm_model if args.llm_base_url else None,
+        "caption_temperature": getattr(caption_settings, "temperature", None),
+        "command": "build_dataset.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "build_dataset.py",
+        "split_rule": (
+            f"groups without a role from the source: {args.captions_fraction:.0%} of each class' groups → "
+            f"captions (sklearn GroupShuffleSplit, seed {args.seed}), unlabelled → captions; genres test split: "
+            f"sklearn StratifiedGroupKFold fold 0 (seed {args.seed}, test size {args.test_size}); classes with one "
+            "group stay in train."
+        ),
+        "feature_extractor": f"{type(fe).__name__}(n_mels={fe.feature_size}, sr={fe.sampling_rate}, "
+        f"hop={getattr(fe, 'hop_length', '?')}, n_fft={getattr(fe, 'n_fft', '?')})",
+        "num_proc": args.num_proc,
+        "limits": [
+            "Audio is stored as 16 kHz mono FLAC (what the model hears), not the original files.",
+            "Captions are pseudo-captions (LLM) or metadata templates; none were checked by a person.",
+            "Genre labels from tags follow a majority heuristic over noisy tags (thesis Table 2).",
+            "Test-split scores on small classes (few groups) have high variance.",
+        ],
+    }
+
+
+def write_reports(output: Path, skipped: list[dict], summary: dict) -> None:
+    with open(output / "skipped.jsonl", "w", encoding="utf-8") as handle:
+        for entry in skipped:
+            handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    (output / "build_summary.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+
+
+def push(output: Path, repo_id: str) -> None:
+    from huggingface_hub import HfApi
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise SystemExit("--push-to-hub needs a token in the HF_TOKEN environment variable")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    api.upload_folder(
+        folder_path=str(output),
+        repo_id=repo_id,
+        repo_type="dataset",
+        ignore_patterns=[f"{CACHE_DIR_NAME}/**"],
+    )
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"tracks in {summary['tracks_in']}, kept {summary['kept']} "
+        f"(captions {summary['captions_rows']}, genres {summary['genres_rows']}), skipped {summary['skipped']}",
+    ]
+    lines += [f"  skipped: {reason}: {n}" for reason, n in summary["skipped_by_reason"].items()]
+    if summary["handled"]:
+        lines.append(f"  handled (kept after repair): {len(summary['handled'])}")
+    lines.append("captions: " + ", ".join(f"{k} {v}" for k, v in summary["captions"].items()))
+    lines.append(
+        f"mels: {summary['mel_cache']['computed']} computed, {summary['mel_cache']['hits']} from cache"
+    )
+    for split in ("train", "test"):
+        counts = summary["clips_per_class_and_split"][split]
+        lines.append(
+            f"genres/{split}: " + ", ".join(f"{g} {counts.get(g, 0)}" for g in summary["genre_names"])
+        )
+    lines.append(f"time: {summary['timings_s']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = build(args)
+    except ValueError as err:  # bad options or inputs the user must fix: say so, no traceback
+        print(f"build_dataset.py: error: {err}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
