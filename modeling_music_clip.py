@@ -168,6 +168,11 @@ class MusicClipPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
         """`PreTrainedModel.save_pretrained` plus a model card (README.md) unless the folder already has one."""
+        # One model class per folder (HUB-FACTS: a folder mapping both makes pipelines load the wrong one); a
+        # classifier made from a pretrained folder would otherwise inherit its `AutoModel` entry.
+        other_heads = {"AutoModel", "AutoModelForAudioClassification"} - {self._auto_class}
+        if getattr(self.config, "auto_map", None):
+            self.config.auto_map = {k: v for k, v in self.config.auto_map.items() if k not in other_heads}
         result = super().save_pretrained(save_directory, *args, **kwargs)
         card = Path(save_directory) / "README.md"
         if not card.exists():
