@@ -1,0 +1,110 @@
+"""Parse one corpus piece into a flat list of sounding notes, the only thing the MIDI writer needs.
+
+Writing MIDI from flattened notes sidesteps music21's exporter, which raises on metre changes and some
+repeats and is slow on long quartets. Grace notes and zero-length notes are dropped: they leave stuck notes
+that keep FluidSynth rendering forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from music_clip_data.music21.styles import Piece
+
+
+@dataclass
+class Flattened:
+    """Sounding notes of one piece: start and duration in quarter notes, MIDI pitch, voice (part) index."""
+
+    starts: np.ndarray  # float64 (n,)
+    durations: np.ndarray  # float64 (n,)
+    pitches: np.ndarray  # int16 (n,)
+    voices: np.ndarray  # int16 (n,)
+    length_ql: float
+    n_voices: int
+    repeats_expanded: bool
+    lyrics: str = ""
+    language: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _expand_repeats(part: Any) -> tuple[Any, bool]:
+    try:
+        return part.expandRepeats(), True
+    except Exception:  # music21 raises several types on malformed repeat structures; play as written then
+        return part, False
+
+
+def _lyrics(score: Any) -> tuple[str, str]:
+    """The first part's text that has lyrics, and its language as music21's trigram detector guesses it."""
+    from music21 import text
+
+    for part in score.parts:
+        words = text.assembleLyrics(part)
+        if words and len(words.split()) >= 3:
+            words = " ".join(words.split())
+            language = text.LanguageDetector().mostLikelyLanguage(words) or ""
+            return words, language
+    return "", ""
+
+
+def flatten_piece(piece: Piece) -> Flattened:
+    """Parse `piece` from the music21 corpus and flatten every part's notes onto one timeline."""
+    from music21 import corpus
+
+    score = corpus.parse(piece.path, number=piece.number) if piece.number else corpus.parse(piece.path)
+    parts = list(score.parts) or [score]
+    lyrics, language = _lyrics(score) if parts and hasattr(score, "parts") else ("", "")
+    starts, durs, pitches, voices = [], [], [], []
+    expanded_all = True
+    length = 0.0
+    for v, part in enumerate(parts):
+        played, expanded = _expand_repeats(part)
+        expanded_all &= expanded
+        length = max(length, float(played.highestTime))
+        for el in played.flatten().notes:
+            dur = float(el.duration.quarterLength)
+            if el.duration.isGrace or dur <= 0:
+                continue
+            for p in el.pitches:
+                starts.append(float(el.offset))
+                durs.append(dur)
+                pitches.append(int(p.midi))
+                voices.append(v)
+    if not starts:
+        raise ValueError("no sounding notes after stripping grace and zero-length notes")
+    order = np.argsort(np.asarray(starts), kind="stable")
+    return Flattened(
+        starts=np.asarray(starts, dtype=np.float64)[order],
+        durations=np.asarray(durs, dtype=np.float64)[order],
+        pitches=np.asarray(pitches, dtype=np.int16)[order],
+        voices=np.asarray(voices, dtype=np.int16)[order],
+        length_ql=length,
+        n_voices=len(parts),
+        repeats_expanded=expanded_all,
+        lyrics=lyrics,
+        language=language,
+    )
+
+
+def window_key(flat: Flattened, start_ql: float, length_ql: float, transpose: int) -> str:
+    """Key and mode of the notes sounding in one window after transposition (Krumhansl-Schmuckler)."""
+    from music21 import analysis, note, stream
+
+    mask = (flat.starts < start_ql + length_ql) & (flat.starts + flat.durations > start_ql)
+    if not mask.any():
+        return ""
+    # A duration-weighted pitch-class profile is all the key finder reads; one note per pitch class is enough.
+    weights = np.zeros(12)
+    np.add.at(weights, (flat.pitches[mask] + transpose) % 12, flat.durations[mask])
+    s = stream.Stream()
+    for pc, w in enumerate(weights):
+        if w > 0:
+            n = note.Note(60 + pc)
+            n.duration.quarterLength = float(w)
+            s.append(n)
+    k = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
+    return f"{k.tonic.name.replace('-', ' flat')} {k.mode}"
