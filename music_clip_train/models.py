@@ -65,8 +65,12 @@ def new_processor(config: MusicClipConfig, mel_mean, mel_std, text_tower: str | 
 def load_pretrained(path: str | Path) -> tuple[MusicClipModel, MusicClipProcessor]:
     read_config(path)
     model = MusicClipModel.from_pretrained(path)
-    processor = MusicClipProcessor.from_pretrained(path)
-    return model, processor
+    # Parts loaded by class: `MusicClipProcessor.from_pretrained` goes through AutoFeatureExtractor, which asks
+    # for trust_remote_code even though the class is importable here.
+    fe = MusicClipFeatureExtractor.from_pretrained(path)
+    # The text config tells AutoTokenizer the class; without it, it reads config.json and asks about remote code.
+    tokenizer = AutoTokenizer.from_pretrained(path, config=model.config.text_config)
+    return model, MusicClipProcessor(fe, tokenizer, text_max_length=model.config.text_max_length)
 
 
 def load_classifier_init(

@@ -1,0 +1,65 @@
+"""`train.py evaluate`: retrieval on the held-out captions and zero-shot genres for a pretrained folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cards import evaluation_section
+from .data import check_mel_config, dataset_feature_config, load_captions, load_genres
+from .evaluation import ZERO_SHOT_TEMPLATE, retrieval, zero_shot
+from .models import load_pretrained
+from .subsets import holdout_split
+
+
+@dataclass
+class EvaluateArgs:
+    model: str
+    dataset: str
+    output: str | None = None  # JSON path; default <model>/evaluation.json
+    holdout: float | None = None  # default: the fraction and seed the model was pretrained with
+    seed: int | None = None
+    template: str = ZERO_SHOT_TEMPLATE
+    update_card: bool = True
+
+
+def run(args: EvaluateArgs) -> dict:
+    model, processor = load_pretrained(args.model)
+    fe, tokenizer = processor.feature_extractor, processor.tokenizer
+    dataset_fe = dataset_feature_config(args.dataset)
+    check_mel_config(dataset_fe, fe.to_dict(), f"dataset {args.dataset!r}")
+    trained = Path(args.model) / "train_results.json"
+    train_args = json.loads(trained.read_text())["args"] if trained.is_file() else {}
+    holdout = args.holdout if args.holdout is not None else train_args.get("holdout", 0.1)
+    seed = args.seed if args.seed is not None else train_args.get("seed", 0)
+    same_data = train_args.get("dataset") == args.dataset
+    captions = load_captions(args.dataset, n_mels=fe.feature_size)
+    _, held_idx = holdout_split(captions.group_ids, holdout, seed)
+    held = captions.subset(held_idx)
+    genres = load_genres(args.dataset, n_mels=fe.feature_size)
+    model.eval()
+    with torch.no_grad():
+        scores = {
+            "model": args.model,
+            "dataset": args.dataset,
+            "objective": model.config.objective,
+            "heldout": {
+                "fraction": holdout,
+                "seed": seed,
+                "tracks": len(held),
+                "same_split_as_pretraining": same_data,
+            },
+            "retrieval": retrieval(model, held, fe, tokenizer),
+            "zero_shot": zero_shot(model, genres.test, genres.label_names, fe, tokenizer, args.template),
+        }
+    path = Path(args.output) if args.output else Path(args.model) / "evaluation.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scores, indent=2))
+    card = Path(args.model) / "README.md"
+    if args.update_card and card.is_file():
+        text = card.read_text().split("\n## Evaluation (`train.py evaluate`)")[0].rstrip("\n")
+        card.write_text(text + "\n" + evaluation_section(scores))
+    return scores

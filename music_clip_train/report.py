@@ -1,0 +1,115 @@
+"""The sweep's report: Table 6 (mean ± std macro-F1 per objective and N) beside the thesis' own, the Fig. 17
+line plot (macro-F1 against N, log x) and the Fig. 18 box plot (macro-F1 spread per objective)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .collate import OBJECTIVE_LABELS  # noqa: E402
+
+THESIS_SIZES = (48, 160, 400, 800, 1600, 3200)
+# Thesis Table 6 (macro-F1 on its 1,038-song test set, seven genres; single runs, no std given).
+THESIS_TABLE6 = {
+    "none": (0.08, 0.21, 0.27, 0.26, 0.32, 0.35),
+    "ntxent": (0.35, 0.41, 0.44, 0.45, 0.43, 0.41),
+    "independent": (0.25, 0.42, 0.40, 0.45, 0.45, 0.45),
+    "supcon": (0.33, 0.32, 0.37, 0.44, 0.46, 0.52),
+    "triplet": (0.15, 0.25, 0.27, 0.29, 0.33, 0.36),
+    "matching": (0.31, 0.37, 0.40, 0.40, 0.44, 0.44),
+}
+
+
+def aggregate(runs: list[dict]) -> dict[tuple[str, int], list[float]]:
+    """(objective, requested N) → test macro-F1 of every seed."""
+    cells: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for run in runs:
+        cells[(run["objective"], run["n_requested"])].append(run["test"]["macro_f1"])
+    return cells
+
+
+def _size_header(n: int, used: dict[int, int]) -> str:
+    return f"{n}" if used.get(n, n) == n else f"{n} (→{used[n]})"
+
+
+def markdown_table(runs: list[dict], objectives: list[str], sizes: list[int], used: dict[int, int]) -> str:
+    cells = aggregate(runs)
+    header = "| objective | " + " | ".join(_size_header(n, used) for n in sizes) + " |"
+    lines = [header, "|---|" + "---|" * len(sizes)]
+    for objective in objectives:
+        row = []
+        for n in sizes:
+            scores = cells.get((objective, n), [])
+            row.append(f"{np.mean(scores):.2f} ± {np.std(scores):.2f}" if scores else "–")
+        lines.append(f"| {OBJECTIVE_LABELS[objective]} | " + " | ".join(row) + " |")
+    seeds = sorted({run["seed"] for run in runs})
+    notes = [f"Test macro-F1, mean ± std over seeds {seeds} (population std)."]
+    capped = {n: m for n, m in used.items() if m != n}
+    if capped:
+        notes.append(
+            "N → M: the training split has fewer examples than N, so M were used: "
+            + ", ".join(f"{n} → {m}" for n, m in sorted(capped.items()))
+            + "."
+        )
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+
+
+def thesis_table(objectives: list[str]) -> str:
+    lines = [
+        "| objective | " + " | ".join(map(str, THESIS_SIZES)) + " |",
+        "|---|" + "---|" * len(THESIS_SIZES),
+    ]
+    for objective in objectives:
+        values = " | ".join(f"{v:.2f}" for v in THESIS_TABLE6[objective])
+        lines.append(f"| {OBJECTIVE_LABELS[objective]} | {values} |")
+    return (
+        "\n".join(lines)
+        + "\n\nThesis Table 6 (its own corpus, seven genres, 1,038 test songs; single runs).\n"
+    )
+
+
+def line_plot(runs: list[dict], objectives: list[str], path: Path) -> Path:
+    """Fig. 17: mean macro-F1 (± std) against the training size actually used, log x axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for objective in objectives:
+        by_n: dict[int, list[float]] = defaultdict(list)
+        for run in runs:
+            if run["objective"] == objective:
+                by_n[run["n_used"]].append(run["test"]["macro_f1"])
+        if not by_n:
+            continue
+        ns = sorted(by_n)
+        means = [np.mean(by_n[n]) for n in ns]
+        stds = [np.std(by_n[n]) for n in ns]
+        ax.errorbar(ns, means, yerr=stds, marker="o", capsize=3, label=OBJECTIVE_LABELS[objective])
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title("Models across training-set sizes (cf. thesis Fig. 17)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def box_plot(runs: list[dict], objectives: list[str], path: Path) -> Path:
+    """Fig. 18: the spread of macro-F1 over every size and seed, one box per objective."""
+    present = [o for o in objectives if any(r["objective"] == o for r in runs)]
+    data = [[r["test"]["macro_f1"] for r in runs if r["objective"] == o] for o in present]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.boxplot(data, tick_labels=[OBJECTIVE_LABELS[o] for o in present])
+    ax.set_ylabel("test macro-F1 (all sizes and seeds)")
+    ax.set_title("Performance distribution per objective (cf. thesis Fig. 18)")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,172 @@
+"""`train.py sweep`: the thesis' few-shot protocol (ch. 4.4) over objectives × training sizes × seeds.
+
+Every cell finetunes on the nested stratified subset of size N for one seed and scores the one fixed test split.
+A cell whose `results.json` exists is skipped, so an interrupted sweep continues where it stopped; a missing
+pretrained checkpoint is pretrained first (and a half-finished one resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import finetune, pretrain
+from .collate import OBJECTIVE_LABELS, OBJECTIVES
+from .data import dataset_feature_config, load_genres
+from .errors import InputError
+from .report import box_plot, line_plot, markdown_table, thesis_table
+from .subsets import plan_sizes
+
+# Epoch budgets: "full" follows the thesis (unfreeze at epoch 10); "quick" fits the 30-minute CPU demo.
+PROFILES = {
+    "full": {"pretrain_epochs": 20, "finetune_epochs": 30, "unfreeze_epoch": 10},
+    "quick": {"pretrain_epochs": 3, "finetune_epochs": 8, "unfreeze_epoch": 3},
+}
+
+
+@dataclass
+class SweepArgs:
+    dataset: str
+    output: str
+    objectives: list[str] = field(default_factory=lambda: ["none", *OBJECTIVES])
+    sizes: list[int] = field(default_factory=lambda: [48, 160, 400, 800, 1600, 3200])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pretrained_dir: str | None = None
+    profile: str = "full"
+    pretrain_epochs: int | None = None
+    finetune_epochs: int | None = None
+    unfreeze_epoch: int | None = None
+    batch_size: int = 32
+    window_samples: int | None = None
+    freeze_text: bool = True
+
+
+def validate(args: SweepArgs) -> None:
+    unknown = [o for o in args.objectives if o not in OBJECTIVE_LABELS]
+    if unknown:
+        raise InputError(f"unknown objective(s) {unknown}; choose from: {', '.join(OBJECTIVE_LABELS)}")
+    if args.profile not in PROFILES:
+        raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
+    if not args.seeds:
+        raise InputError("no seeds given")
+    if args.pretrained_dir and not Path(args.pretrained_dir).is_dir():
+        raise InputError(f"--pretrained-dir {args.pretrained_dir!r} does not exist")
+
+
+def _budget(args: SweepArgs) -> dict:
+    budget = dict(PROFILES[args.profile])
+    for key in budget:
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    return budget
+
+
+def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
+    """The checkpoint a cell starts from: given, already pretrained, or pretrained (resumed) now."""
+    if objective == "none":
+        return "none"
+    if args.pretrained_dir:
+        path = Path(args.pretrained_dir) / objective
+        if not (path / "config.json").is_file():
+            raise InputError(f"--pretrained-dir has no {objective!r} checkpoint at {path}")
+        return str(path)
+    path = Path(args.output) / "pretrained" / objective
+    if not (path / "config.json").is_file():
+        pretrain.run(
+            pretrain.PretrainArgs(
+                dataset=args.dataset,
+                objective=objective,
+                output=str(path),
+                epochs=budget["pretrain_epochs"],
+                batch_size=args.batch_size,
+                window_samples=args.window_samples,
+                freeze_text=args.freeze_text,
+                resume=(path / "checkpoints").is_dir(),
+            )
+        )
+    return str(path)
+
+
+def collect(output: Path) -> list[dict]:
+    runs = []
+    for path in sorted((output / "runs").glob("*/*/results.json")):
+        result = json.loads(path.read_text())
+        result.pop("history", None)
+        runs.append(result)
+    return runs
+
+
+def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
+    output = Path(args.output)
+    table = markdown_table(runs, args.objectives, sorted(used), used)
+    thesis = thesis_table(args.objectives)
+    line = line_plot(runs, args.objectives, output / "macro_f1_vs_n.png")
+    box = box_plot(runs, args.objectives, output / "macro_f1_boxplot.png")
+    (output / "runs.json").write_text(json.dumps(runs, indent=2))
+    (output / "table.md").write_text(table)
+    command = (
+        f"train.py sweep --dataset {args.dataset} --objectives {' '.join(args.objectives)} --sizes "
+        f"{' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --profile {args.profile} "
+        f"--output {args.output}"
+    )
+    (output / "README.md").write_text(
+        f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
+        f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
+        f"pretraining; wall time {wall / 60:.1f} min for this invocation.\n\n## This run\n\n{table}\n"
+        f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Thesis Table 6\n\n{thesis}"
+    )
+    return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box)]}
+
+
+def run(args: SweepArgs) -> dict:
+    validate(args)
+    started = time.time()
+    output = Path(args.output)
+    dataset_fe = dataset_feature_config(args.dataset)
+    genres = load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
+    plans = plan_sizes(args.sizes, len(genres.train))
+    used = {p.requested: p.used for p in plans}
+    for plan in plans:
+        if plan.capped:
+            print(
+                f"sweep: N={plan.requested} is more than the {len(genres.train)} training examples; using {plan.used}"
+            )
+    budget = _budget(args)
+    output.mkdir(parents=True, exist_ok=True)
+    cells = [(o, p, s) for o in args.objectives for p in plans for s in args.seeds]
+    done = skipped = 0
+    bar = tqdm(cells, desc="sweep")
+    for objective, plan, seed in bar:
+        cell = output / "runs" / objective / f"n{plan.requested}-seed{seed}"
+        if (cell / "results.json").is_file():
+            skipped += 1
+            continue
+        init = ensure_pretrained(args, objective, budget)
+        bar.set_postfix(objective=objective, n=plan.used, seed=seed)
+        result = finetune.run(
+            finetune.FinetuneArgs(
+                dataset=args.dataset,
+                init=init,
+                output=str(cell),
+                n=plan.requested,
+                seed=seed,
+                epochs=budget["finetune_epochs"],
+                unfreeze_epoch=budget["unfreeze_epoch"],
+                batch_size=args.batch_size,
+                window_samples=args.window_samples,
+                checkpoint_every=0,
+                save_model=False,
+                show_progress=False,
+            ),
+            genres=genres,
+        )
+        result["objective"] = objective
+        (cell / "results.json").write_text(json.dumps(result, indent=2))
+        done += 1
+    wall = time.time() - started
+    report = write_report(args, collect(output), used, budget, wall)
+    return {**report, "ran": done, "skipped": skipped, "wall_seconds": round(wall, 1), "output": str(output)}
