@@ -30,7 +30,14 @@ from music_clip_data.decode import DecodeSettings, SkipClip, load_cached, proces
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
 from music_clip_data.track import Track
-from music_clip_data.writer import captions_features, genres_features, split_roles, test_mask, write_split
+from music_clip_data.writer import (
+    captions_features,
+    dataset_info_yaml,
+    genres_features,
+    split_roles,
+    test_mask,
+    write_split,
+)
 
 CACHE_DIR_NAME = ".cache"
 
@@ -314,26 +321,23 @@ def build(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     n_mels = int(fe.feature_size)
     total_rows = len(caption_rows) + len(genre_set)
+    shards: dict[str, dict[str, list[Path]]] = {"captions": {}, "genres": {}}
+    features = {"captions": captions_features(n_mels), "genres": genres_features(n_mels, genre_names)}
     with tqdm(total=total_rows, desc="write parquet", unit="clip") as bar:
-        write_split(
-            (
-                {
-                    **_base_row(r["track"], r["status"]),
-                    **{k: v for k, v in r.items() if k not in ("track", "status")},
-                }
-                for r in caption_rows
-            ),
-            captions_features(n_mels),
+        shards["captions"]["train"] = write_split(
+            ({**_base_row(r["track"], r["status"]), **{k: v for k, v in r.items() if k not in ("track", "status")}}
+             for r in caption_rows),
+            features["captions"],
             output / "captions",
             "train",
             len(caption_rows),
             progress=bar.update,
-        )
+        )  # fmt: skip
         for split, wanted in (("train", False), ("test", True)):
             chosen = [(t, s) for (t, s), flag in zip(genre_set, in_test, strict=True) if bool(flag) == wanted]
-            write_split(
+            shards["genres"][split] = write_split(
                 ({**_base_row(t, s), "genre": labels[t.track_id]} for t, s in chosen),
-                genres_features(n_mels, genre_names),
+                features["genres"],
                 output / "genres",
                 split,
                 len(chosen),
@@ -371,7 +375,11 @@ def build(args: argparse.Namespace) -> dict:
         "seed": args.seed,
     }
     write_reports(output, skipped, summary)
-    card = render_card(card_info(args, run, summary, genre_names, fe, caption_settings))
+    info = card_info(args, run, summary, genre_names, fe, caption_settings)
+    info["dataset_info"] = [
+        dataset_info_yaml(name, features[name], shards[name]) for name in ("captions", "genres")
+    ]
+    card = render_card(info)
     card.save(str(output / "README.md"))
     if args.push_to_hub:
         push(output, args.push_to_hub)

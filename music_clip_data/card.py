@@ -24,6 +24,7 @@ def yaml_header(info: dict[str, Any]) -> str:
     ]
     data = DatasetCardData(
         configs=configs,
+        dataset_info=[i for i in info.get("dataset_info", []) if i.get("splits")],
         license=info.get("license_id", "other"),
         task_categories=["audio-classification", "text-to-audio"],
         tags=["music", "audio", "captions", "music-clip", *info.get("source_names", [])],

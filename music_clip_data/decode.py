@@ -3,7 +3,8 @@
 Rules for clips the model cannot learn from (stated in the dataset card):
 - shorter than `min_seconds` (default 1 s, e.g. a 0.1 s clip): skipped, "too short";
 - peak below `silence_dbfs` (default −60 dBFS, e.g. digital silence): skipped, "silent";
-- longer than `max_seconds` (default 600 s): only the first `max_seconds` are kept (noted in `metadata`).
+- longer than `max_seconds` (default 600 s): only the first `max_seconds` are kept (noted in `metadata`);
+- samples beyond ±1 (lossy decoders overshoot) are clipped to ±1 before the mel and the FLAC.
 Anything FFmpeg cannot decode (corrupt, empty, truncated past its header, not audio) is skipped with FFmpeg's
 reason. A file whose extension lies but whose content decodes (an Ogg named `.mp3`) is kept: FFmpeg probes it.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,11 @@ def decode_16k_mono(path: Path, sampling_rate: int, max_seconds: float | None) -
         else:
             samples = decoder.get_all_samples()
     except Exception as err:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
-        raise SkipClip(f"cannot decode: {str(err).splitlines()[0][:200]}") from None
+        # torchcodec prefixes FFmpeg's message with its C++ source location: keep the message only.
+        message = re.sub(
+            r"^.*?\.cpp:\d+,\s*", "", str(err).splitlines()[0] if str(err) else type(err).__name__
+        )
+        raise SkipClip(f"cannot decode: {message[:300]}") from None
     info = {
         "native_sampling_rate": meta.sample_rate,
         "native_channels": meta.num_channels,
@@ -97,6 +103,9 @@ def process_file(path: Path, fe: Any, settings: DecodeSettings) -> dict:
     peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
     if peak_db < settings.silence_dbfs:
         raise SkipClip(f"silent: peak {peak_db:.1f} dBFS < {settings.silence_dbfs} dBFS")
+    # Lossy decoders overshoot ±1 between samples (Opus: up to +1 dB); clip before the mel so that the
+    # stored FLAC audio and the stored mel describe the same waveform.
+    wave = np.clip(wave, -1.0, 1.0)
     mel = fe.log_mel(wave).astype(np.float32, copy=False)
     native = info.get("native_duration_s")
     info["truncated"] = bool(settings.max_seconds and native and native > settings.max_seconds + 0.05)

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from datasets import Array2D, Audio, ClassLabel, Dataset, Features, List, Value
+import pyarrow.parquet as pq
+from datasets import Array2D, Audio, ClassLabel, Dataset, DatasetInfo, Features, List, SplitInfo, Value
+from datasets.splits import SplitDict
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 ROWS_PER_SHARD = 500
@@ -161,3 +163,23 @@ def write_split(
     if buffer:
         flush()
     return paths
+
+
+def dataset_info_yaml(config_name: str, features: Features, shards: dict[str, list[Path]]) -> dict:
+    """The card's `dataset_info` entry for one config: features, and rows and bytes per split.
+
+    `datasets` hashes this into its cache key for a local folder, so a rebuilt folder (new counts or sizes)
+    is never answered from a stale cache of the previous build.
+    """
+    splits = SplitDict()
+    total = 0
+    for split, paths in shards.items():
+        if not paths:
+            continue
+        size = sum(p.stat().st_size for p in paths)
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+        splits.add(SplitInfo(name=split, num_bytes=size, num_examples=rows))
+        total += size
+    info = DatasetInfo(features=features, splits=splits, config_name=config_name)
+    info.download_size = info.dataset_size = total
+    return info._to_yaml_dict()

@@ -6,7 +6,8 @@ go into `SourceRun.skipped` as `{"path" or "track_id", "reason"}` so the builder
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,22 +60,34 @@ def _immich(options: SourceOptions) -> SourceRun:
 def _music21(options: SourceOptions) -> SourceRun:
     from music_clip_data.sources import music21_corpus as m21
 
-    failures: list[dict] = getattr(m21, "FAILURES", [])
-    tracks = m21.music21_tracks(
+    source = m21.Music21Source(
         size=options.size,
-        cache_dir=options.cache_dir,
+        cache_dir=options.cache_dir or Path("cache/music21"),
         workers=options.workers,
         seed=options.seed,
     )
-    section = getattr(m21, "card_section", None)
-    return SourceRun(
+    run = SourceRun(
         name="music21",
-        tracks=tracks,
-        skipped=failures,
-        licence=getattr(m21, "LICENCE", "music21 corpus (BSD-3-Clause; see the corpus' own notes)"),
-        description="real compositions from the music21 corpus rendered with FluidSynth",
-        card_section=section,
+        tracks=[],
+        licence=getattr(
+            m21, "LICENCE", "music21 corpus (BSD-3-Clause) rendered with GM SoundFonts (see below)"
+        ),
+        description=f"real compositions from the music21 corpus rendered with FluidSynth ({options.size} build)",
     )
+
+    def tracks() -> Iterator[Track]:
+        yield from source
+        # Pieces that failed to parse or render are known only once the build ran.
+        run.skipped.extend({"track_id": f["path"], "reason": f["reason"]} for f in source.failures)
+
+    def card_section() -> str:
+        if hasattr(m21, "card_section"):
+            return m21.card_section(source)
+        return "### Source: music21 corpus\n\n```json\n" + json.dumps(source.summary(), indent=2) + "\n```"
+
+    run.tracks = tracks()
+    run.card_section = card_section
+    return run
 
 
 SOURCES: dict[str, Callable[[SourceOptions], SourceRun]] = {

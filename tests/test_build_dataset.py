@@ -1,0 +1,131 @@
+"""build_dataset.py end to end on real audio (the immich tracks), real files and a real HTTP LLM server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from datasets import load_dataset
+
+import build_dataset
+
+MOODS = ("calm", "happy", "tender")
+TRACKS_PER_MOOD = 4
+MAX_SECONDS = "6"  # a real option; keeps decode + mel + FLAC cheap
+
+
+def _build(*args: str) -> dict:
+    assert build_dataset.main(list(args)) == 0
+    out = Path(args[args.index("--output") + 1])
+    return json.loads((out / "build_summary.json").read_text())
+
+
+def _skipped(folder: Path) -> dict[str, str]:
+    lines = (folder / "skipped.jsonl").read_text().splitlines()
+    return {Path(e.get("path", e.get("track_id", ""))).name: e["reason"] for e in map(json.loads, lines)}
+
+
+@pytest.fixture(scope="module")
+def music_dir(tmp_path_factory: pytest.TempPathFactory, immich_tracks: list[Path]) -> Path:
+    """Folder-per-genre of real tracks, plus every kind of bad file a user's folder may hold."""
+    root = tmp_path_factory.mktemp("music")
+    for mood in MOODS:
+        (root / mood).mkdir()
+        for track in [t for t in immich_tracks if t.parent.name == mood][:TRACKS_PER_MOOD]:
+            shutil.copy(track, root / mood / track.name)
+    calm = root / "calm"
+    real = sorted(calm.glob("*.opus"))[0]
+    (calm / "corrupt.ogg").write_bytes(b"OggS" + bytes(range(256)) * 40)
+    (calm / "empty.wav").write_bytes(b"")
+    (calm / "truncated.opus").write_bytes(real.read_bytes()[:2000])
+    sr = 16000
+    sf.write(calm / "short.wav", 0.5 * np.sin(np.arange(sr // 10) * 0.3), sr)  # 0.1 s
+    sf.write(calm / "silent.wav", np.zeros(3 * sr), sr)
+    (calm / "notes.txt").write_text("not audio")
+    shutil.copy(real, root / "happy" / "same_audio_again.opus")  # duplicate content, other name and label
+    spare = [t for t in immich_tracks if t.parent.name == "tender"][TRACKS_PER_MOOD]
+    shutil.copy(spare, root / "tender" / "really_ogg.mp3")  # wrong extension, content decodes
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_build(music_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ds") / "folder_ds"
+    summary = _build(
+        "--source", "folder", "--audio-dir", str(music_dir), "--output", str(out), "--num-proc", "1",
+        "--max-seconds", MAX_SECONDS, "--test-size", "0.5", "--seed", "3",
+    )  # fmt: skip
+    return out, summary
+
+
+def test_folder_build_loads_both_configs_offline_with_true_mels(folder_build: tuple[Path, dict]) -> None:
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+
+    out, summary = folder_build
+    fe = MusicClipFeatureExtractor.from_pretrained(out / "feature_extractor")
+    genres = load_dataset(str(out), "genres")
+    captions = load_dataset(str(out), "captions")
+    assert set(genres) == {"train", "test"} and set(captions) == {"train"}
+    assert genres["train"].features["genre"].names == sorted(MOODS)
+    assert len(captions["train"]) == summary["captions_rows"] > 0
+    assert len(genres["train"]) + len(genres["test"]) == summary["genres_rows"] > 0
+    row = genres["test"][0]
+    mel = np.asarray(row["mel"], dtype=np.float32)
+    assert mel.shape == (row["mel_length"], fe.feature_size)
+    # The stored audio is playable and lossless: the extractor on it gives the stored mel back.
+    samples = row["audio"].get_all_samples()
+    assert samples.sample_rate == 16000
+    assert abs(samples.data.shape[-1] / 16000 - float(MAX_SECONDS)) < 0.1
+    again = fe.log_mel(fe.prepare_waveform(samples.data.numpy(), 16000))
+    np.testing.assert_allclose(again, mel, atol=1e-3)
+    caption = captions["train"][0]
+    assert len(caption["sentences"]) == 3 and caption["caption_source"] == "template"
+    card = (out / "README.md").read_text()
+    assert "config_name: captions" in card and "config_name: genres" in card and "| calm |" in card
+
+
+def test_configs_are_disjoint_and_test_split_is_grouped_and_stratified(
+    folder_build: tuple[Path, dict],
+) -> None:
+    out, summary = folder_build
+    genres = load_dataset(str(out), "genres").remove_columns(["audio", "mel"])
+    captions = load_dataset(str(out), "captions")["train"].remove_columns(["audio", "mel"])
+    train, test = genres["train"], genres["test"]
+    assert not set(captions["track_id"]) & set(list(train["track_id"]) + list(test["track_id"]))
+    assert not set(captions["group_id"]) & set(list(train["group_id"]) + list(test["group_id"]))
+    assert not set(train["group_id"]) & set(test["group_id"])
+    assert set(train["genre"]) == set(test["genre"]) == {0, 1, 2}  # every class on both sides
+    per_split = summary["clips_per_class_and_split"]
+    assert sum(per_split["test"].values()) == len(test) and sum(per_split["train"].values()) == len(train)
+
+
+def test_bad_files_are_skipped_with_their_reason_and_counted(folder_build: tuple[Path, dict]) -> None:
+    out, summary = folder_build
+    reasons = _skipped(out)
+    assert reasons["corrupt.ogg"].startswith("cannot decode")
+    assert reasons["empty.wav"].startswith("empty file")
+    assert reasons["truncated.opus"].startswith(("cannot decode", "too short"))
+    assert reasons["short.wav"].startswith("too short: 0.10 s")
+    assert reasons["silent.wav"].startswith("silent")
+    assert reasons["notes.txt"].startswith("not an audio file extension")
+    assert reasons["same_audio_again.opus"].startswith("duplicate audio")
+    assert "really_ogg.mp3" not in reasons  # content decodes: kept whatever its extension
+    assert summary["skipped"] == len(reasons) == 7
+    assert summary["tracks_in"] == summary["kept"] + summary["skipped"] == len(MOODS) * TRACKS_PER_MOOD + 8
+    assert sum(summary["skipped_by_reason"].values()) == 7
+
+
+def test_rerun_reuses_cached_mels_and_captions(folder_build: tuple[Path, dict], music_dir: Path) -> None:
+    out, first = folder_build
+    again = _build(
+        "--source", "folder", "--audio-dir", str(music_dir), "--output", str(out), "--num-proc", "1",
+        "--max-seconds", MAX_SECONDS, "--test-size", "0.5", "--seed", "3",
+    )  # fmt: skip
+    assert first["mel_cache"] == {"hits": 0, "computed": first["kept"]}
+    assert again["mel_cache"] == {"hits": first["kept"], "computed": 0}
+    assert again["clips_per_class_and_split"] == first["clips_per_class_and_split"]
+    assert again["skipped_by_reason"] == first["skipped_by_reason"]
