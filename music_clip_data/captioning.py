@@ -1,0 +1,387 @@
+"""LLM pseudo-captions (thesis Fig. 13): any OpenAI-compatible endpoint, cached on disk, resumable.
+
+`caption_many` asks each distinct prompt once, with bounded concurrency and its own retry loop (the client's
+is off): 429 / 5xx / 408 / timeouts / connection errors / malformed bodies are retried with exponential
+backoff and jitter, honouring `Retry-After`. An answer whose sentence count is wrong is asked again, then
+recorded as failed with its raw text. Every final answer (good or failed) is one JSON file under `cache_dir`,
+written atomically, so a killed run re-run asks only for what is missing or failed. With no endpoint, captions
+come from the track's metadata by template.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import openai
+from tqdm.auto import tqdm
+
+from music_clip_data.prompts import N_SENTENCES, PROMPTS, PromptSpec, resolve_prompt
+from music_clip_data.sentences import split_sentences
+
+__all__ = [
+    "PROMPTS",
+    "CaptionInput",
+    "CaptionResult",
+    "CaptionSettings",
+    "CaptioningError",
+    "caption_many",
+    "template_caption",
+]
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["new", "cached", "failed", "template"]
+_RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+_FATAL_STATUS = {401, 403, 404}  # wrong key / URL / model: no item can succeed, stop the run
+_MAX_RETRY_AFTER_S = 900.0  # honour Retry-After up to this, so a bogus header cannot stall a build forever
+_CACHE_VERSION = 1
+
+
+@dataclass
+class CaptionSettings:
+    base_url: str | None = None  # None: template captions, no requests
+    model: str | None = "gpt-3.5-turbo"  # the thesis' model
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    prompt: str = "thesis"  # "thesis" | "lyrics-comment" | custom template with {lyrics} (and {genre})
+    temperature: float | None = None  # None: not sent (the server's default; the thesis does not state one)
+    concurrency: int = 16  # requests in flight
+    max_retries: int = 6  # per request, for 429 / 5xx / timeouts / connection errors / malformed bodies
+    timeout_s: float = 60.0  # per request
+    cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/music_clip/captions
+    answer_attempts: int = 3  # asks for an answer with the expected sentence count before recording a failure
+    backoff_base_s: float = 1.0  # first retry waits ~this, doubling per retry
+    backoff_max_s: float = 60.0
+    progress: bool = True  # tqdm bar
+
+
+@dataclass
+class CaptionInput:
+    key: str  # the caller's id (track_id); results come back in input order with the same key
+    lyrics: str = ""
+    genres: list[str] = field(default_factory=list)  # rendered as `[a, b]`, `[]` when unknown (thesis)
+    template_sentences: list[str] | None = None  # the source's own three sentences for the template path
+    facts: dict[str, Any] = field(default_factory=dict)  # title, artist, genre, tags: the generic template
+
+
+@dataclass
+class CaptionResult:
+    key: str
+    sentences: list[str] | None  # three sentences, None when failed
+    raw: str | None  # the model's last answer (None for templates or when no answer arrived)
+    caption_source: Literal["llm", "template"]
+    status: Status
+    prompt: str | None  # the prompt template (placeholders unfilled); None for templates
+    model: str | None
+    temperature: float | None
+    error: str | None = None
+
+
+class CaptioningError(RuntimeError):
+    """A configuration problem that would fail every item (missing key, 401/403/404)."""
+
+
+def caption_many(inputs: list[CaptionInput], settings: CaptionSettings) -> list[CaptionResult]:
+    """One result per input, in order. Items without lyrics get a template caption (nothing to comment on)."""
+    spec = resolve_prompt(settings.prompt)
+    results: list[CaptionResult | None] = [None] * len(inputs)
+    asked: dict[str, list[int]] = {}  # cache key -> input positions: identical prompts are asked once
+    rendered: dict[str, str] = {}
+    for i, item in enumerate(inputs):
+        if settings.base_url is None or (not item.lyrics.strip() and "{lyrics}" in spec.template):
+            results[i] = _template_result(item)
+            continue
+        prompt = spec.render(item.lyrics, item.genres)
+        key = cache_key(prompt, settings.model, settings.temperature)
+        asked.setdefault(key, []).append(i)
+        rendered[key] = prompt
+    if asked:
+        for key, answer in _LLMRun(spec, settings).run(rendered).items():
+            for i in asked[key]:
+                results[i] = _llm_result(inputs[i].key, answer, spec, settings)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def cache_key(prompt: str, model: str | None, temperature: float | None) -> str:
+    """sha256 of what decides the answer: the filled prompt, the model, the temperature (never the key)."""
+    return hashlib.sha256(json.dumps([prompt, model, temperature]).encode()).hexdigest()
+
+
+def template_caption(item: CaptionInput) -> list[str]:
+    """The source's own three sentences, else three from real metadata (no invented content)."""
+    if item.template_sentences is not None:
+        sentences = [s.strip() for s in item.template_sentences]
+        if len(sentences) != N_SENTENCES or not all(sentences):
+            raise ValueError(f"{item.key}: template_sentences must be {N_SENTENCES} non-empty sentences")
+        return sentences
+    facts = item.facts
+    title, artist = str(facts.get("title") or "").strip(), str(facts.get("artist") or "").strip()
+    tags = [str(t) for t in facts.get("tags") or [] if str(t).strip()]
+    genre = str(facts.get("genre") or (item.genres[0] if item.genres else "") or "").strip()
+    what = f"a {genre} track" if genre else "a piece of music"
+    if title and artist:
+        first = f'"{title}" by {artist} is {what}.'
+    elif title:
+        first = f'"{title}" is {what}.'
+    else:
+        first = f"This is {what}{f' by {artist}' if artist else ''}."
+    second = f"It is tagged {', '.join(dict.fromkeys(tags))}." if tags else "It has no descriptive tags."
+    third = "It is a song with lyrics." if item.lyrics.strip() else "No lyrics are known for it."
+    return [first, second, third]
+
+
+def _template_result(item: CaptionInput) -> CaptionResult:
+    return CaptionResult(item.key, template_caption(item), None, "template", "template", None, None, None)
+
+
+def _llm_result(key: str, answer: dict[str, Any], spec: PromptSpec, s: CaptionSettings) -> CaptionResult:
+    return CaptionResult(
+        key,
+        answer.get("sentences"),
+        answer.get("raw"),
+        "llm",
+        answer["run_status"],
+        spec.template,
+        s.model,
+        s.temperature,
+        answer.get("error"),
+    )
+
+
+class AnswerCache:
+    """One JSON file per prompt key; a file appears complete or not at all (temp file + os.replace)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None  # missing or not ours: ask again
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "music_clip" / "captions"
+
+
+class _Transient(Exception):
+    """A request failure worth retrying."""
+
+    def __init__(self, reason: str, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s  # the server's Retry-After, if it sent one
+
+
+class _Failed(Exception):
+    """No answer for this item: retries spent, or a status no retry fixes."""
+
+    def __init__(self, reason: str, requests: int) -> None:
+        super().__init__(reason)
+        self.requests = requests
+
+
+class _Pause:
+    """A shared 'not before' time: after a 429 with Retry-After, no worker sends until it has passed."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def extend(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        while (left := self._until - time.monotonic()) > 0:
+            time.sleep(left)
+
+
+class _LLMRun:
+    def __init__(self, spec: PromptSpec, settings: CaptionSettings) -> None:
+        self.spec = spec
+        self.s = settings
+        self.cache = AnswerCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
+        self.pause = _Pause()
+        self._api_key = os.environ.get(settings.api_key_env, "")
+        if not self._api_key:
+            raise CaptioningError(
+                f"set {settings.api_key_env} (any non-empty value for a server that does not check keys)"
+            )
+        if not settings.model:
+            raise CaptioningError("CaptionSettings.model is required with a base_url")
+
+    def run(self, prompts: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Cache key -> answer record (+ run_status) for every prompt."""
+        answers: dict[str, dict[str, Any]] = {}
+        todo = []
+        for key in prompts:
+            record = self.cache.get(key)
+            if record is not None and record.get("status") == "ok":
+                answers[key] = {**record, "run_status": "cached"}
+            else:
+                todo.append(key)  # never asked, or failed last time: ask (again)
+        counts = Counter(cached=len(answers))
+        bar = tqdm(
+            total=len(prompts), initial=len(answers), desc="captions (llm)", disable=not self.s.progress
+        )
+        client = openai.OpenAI(
+            base_url=self.s.base_url, api_key=self._api_key, max_retries=0, timeout=self.s.timeout_s
+        )
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(self.s.concurrency, len(todo) or 1))) as pool:
+                futures = {pool.submit(self._answer, client, prompts[key], key): key for key in todo}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise future.exception()  # type: ignore[misc]
+                        answers[futures[future]] = record = future.result()
+                        counts[record["run_status"]] += 1
+                        bar.update()
+                        bar.set_postfix(counts, refresh=False)
+        finally:
+            client.close()
+            bar.close()
+        return answers
+
+    def _answer(self, client: openai.OpenAI, prompt: str, key: str) -> dict[str, Any]:
+        """Ask until the answer has the expected sentence count; store the outcome either way."""
+        raw: str | None = None
+        error = ""
+        requests = 0
+        for _ in range(self.s.answer_attempts):
+            try:
+                raw, n = self._complete(client, prompt)
+            except _Failed as exc:
+                error, requests = str(exc), requests + exc.requests
+                break
+            requests += n
+            found = split_sentences(raw)
+            sentences = self.spec.fit(found)
+            if sentences is not None:
+                record = {"status": "ok", "sentences": sentences, "raw": raw, "error": None}
+                return self._store(key, record, requests, "new")
+            error = f"expected {self.spec.expectation} sentences, got {len(found)}"
+            logger.info("caption %s: %s, asking again", key[:12], error)
+        record = {"status": "failed", "sentences": None, "raw": raw, "error": self._scrub(error)}
+        return self._store(key, record, requests, "failed")
+
+    def _store(self, key: str, record: dict[str, Any], requests: int, run_status: str) -> dict[str, Any]:
+        record = {
+            "version": _CACHE_VERSION,
+            **record,
+            "model": self.s.model,
+            "temperature": self.s.temperature,
+            "prompt_name": self.spec.name,
+            "requests": requests,
+            "written_at": time.time(),
+        }
+        self.cache.put(key, record)
+        return {**record, "run_status": run_status}
+
+    def _complete(self, client: openai.OpenAI, prompt: str) -> tuple[str, int]:
+        """The answer text and the number of requests it took; `_Failed` when there is none."""
+        extra = {} if self.s.temperature is None else {"temperature": self.s.temperature}
+        last: _Transient | None = None
+        for attempt in range(self.s.max_retries + 1):
+            if last is not None:
+                delay = self._delay(attempt - 1, last.delay_s)
+                logger.info("caption request failed (%s), retry %d in %.2fs", last, attempt, delay)
+                time.sleep(delay)
+            self.pause.wait()
+            try:
+                completion = client.chat.completions.create(
+                    model=self.s.model,  # type: ignore[arg-type]
+                    messages=[{"role": "user", "content": prompt}],
+                    **extra,
+                )
+                content = completion.choices[0].message.content if completion.choices else None
+                if not isinstance(content, str) or not content.strip():
+                    raise _Transient("malformed response: no answer text")
+                return content, attempt + 1
+            except _Transient as exc:
+                last = exc
+            except openai.APIStatusError as exc:
+                last = self._status_error(exc, attempt + 1)
+            except openai.APITimeoutError:
+                last = _Transient(f"timeout after {self.s.timeout_s}s")
+            except openai.APIConnectionError as exc:
+                last = _Transient(f"connection error: {self._scrub(str(exc))}")
+            except (ValueError, openai.APIResponseValidationError) as exc:  # JSONDecodeError is a ValueError
+                last = _Transient(f"malformed response: {type(exc).__name__}: {self._scrub(str(exc))[:200]}")
+        assert last is not None
+        raise _Failed(f"gave up after {self.s.max_retries + 1} requests: {last}", self.s.max_retries + 1)
+
+    def _status_error(self, exc: openai.APIStatusError, requests: int) -> _Transient:
+        status = exc.response.status_code
+        message = f"HTTP {status}: {self._scrub(str(exc))[:200]}"
+        if status in _FATAL_STATUS:
+            raise CaptioningError(message)
+        if status not in _RETRY_STATUS and status < 500:
+            # 400 / 413 / 422 (e.g. lyrics past the context window): this item only, no retry helps.
+            raise _Failed(message, requests)
+        retry_after = _retry_after_s(exc.response.headers)
+        if status == 429 and retry_after is not None:
+            self.pause.extend(retry_after)
+        return _Transient(message, retry_after)
+
+    def _delay(self, retry: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after * random.uniform(1.0, 1.1)  # never earlier than asked; spread the herd
+        ceiling = min(self.s.backoff_max_s, self.s.backoff_base_s * 2**retry)
+        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None when absent/bad."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return min(max(float(ms) / 1000, 0.0), _MAX_RETRY_AFTER_S)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+    except (TypeError, ValueError, OverflowError):
+        return None
