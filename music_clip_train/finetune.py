@@ -53,6 +53,7 @@ class FinetuneArgs:
     save_model: bool = True
     push_to_hub: str | None = None
     show_progress: bool = True
+    cap_n: bool = False  # the sweep caps N at the split size (and says so); a single run asked for more stops
     debug_kill_after_epoch: int | None = field(default=None, repr=False)  # tests: SIGKILL self after epoch k
 
 
@@ -84,10 +85,14 @@ def validate(args: FinetuneArgs) -> None:
         )
 
 
-def select_subset(genres: GenreData, n: int | None, seed: int, val_fraction: float) -> dict:
-    """The nested stratified subset of size N (capped at the split, said so) and its fit/validation parts."""
+def select_subset(
+    genres: GenreData, n: int | None, seed: int, val_fraction: float, cap_n: bool = False
+) -> dict:
+    """The nested stratified subset of size N and its fit/validation parts."""
     available = len(genres.train)
     plan = plan_sizes([n or available], available)[0]
+    if plan.capped and not cap_n:
+        raise InputError(f"--n {n} is larger than the genres train split ({available} examples)")
     subset = nested_order(genres.train.labels, seed)[: plan.used]
     fit, val = carve_validation(
         genres.train.labels[subset], [genres.train.group_ids[i] for i in subset], val_fraction, seed
@@ -115,7 +120,7 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
     started = time.time()
     dataset_fe = dataset_feature_config(args.dataset)
     genres = genres or load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
-    chosen = select_subset(genres, args.n, args.seed, args.val_fraction)
+    chosen = select_subset(genres, args.n, args.seed, args.val_fraction, args.cap_n)
     fit, val = genres.train.subset(chosen["fit"]), genres.train.subset(chosen["val"])
 
     accelerator = Accelerator()
