@@ -1,0 +1,281 @@
+"""MusicCLIP Space: genre, zero-shot tags, text ↔ music search and a map of the library.
+
+Run locally: `python space/app.py [--model DIR|HUB_ID] [--classifier DIR|HUB_ID] [--library DIR|HUB_ID]`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # the Space's own modules, also when run from elsewhere
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+from audio_input import UploadError, decode_upload  # noqa: E402
+from config import (  # noqa: E402
+    MAKE_CLASSIFIER,
+    MAKE_LIBRARY,
+    MAKE_MODEL,
+    MAX_ANALYSED_SECONDS,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_QUERY_CHARS,
+    MAX_UPLOAD_MB,
+    SpaceConfig,
+    missing,
+    parse_args,
+)
+from inference import Clip, ContrastiveModel, GenreClassifier  # noqa: E402
+from library_index import Hit, Library  # noqa: E402
+from plots import mel_image  # noqa: E402
+
+MAX_RESULTS = 10
+DEFAULT_LABELS = "sad piano ballad, aggressive metal, lullaby, upbeat electronic dance, calm acoustic guitar"
+RESULT_COLUMNS = ["rank", "score", "title", "genre", "caption", "track_id"]
+CAPTION_COLUMNS = ["rank", "score", "caption", "title", "track_id"]
+
+
+class Services:
+    """Whatever of model, classifier and library could be loaded, with a visitor-readable reason for the rest."""
+
+    def __init__(self, cfg: SpaceConfig):
+        self.cfg = cfg
+        self.model: ContrastiveModel | None = None
+        self.classifier: GenreClassifier | None = None
+        self.library: Library | None = None
+        self.problems: dict[str, str] = {}
+        self.model = self._load("model", cfg.model, MAKE_MODEL, ContrastiveModel)
+        self.classifier = self._load("classifier", cfg.classifier, MAKE_CLASSIFIER, GenreClassifier)
+        if self.model is None:
+            self.problems["library"] = "The library needs the contrastive model: " + self.problems["model"]
+        else:
+            self.library = self._load("library", cfg.library, MAKE_LIBRARY, lambda r: Library(r, self.model))
+
+    def _load(self, what: str, ref: str, command: str, loader: Callable):
+        message = missing(ref, what, command)
+        if message:
+            self.problems[what] = message
+            return None
+        try:
+            return loader(ref)
+        except Exception as err:  # keep serving the other tabs; say what broke
+            self.problems[what] = f"Could not load the {what} from `{ref}`: {type(err).__name__}: {err}"
+            print(self.problems[what], file=sys.stderr)
+            return None
+
+    def need(self, what: str):
+        service = getattr(self, what)
+        if service is None:
+            raise gr.Error(self.problems[what], title=f"No {what}")
+        return service
+
+
+def read_clip(path: str | None, prepare: Callable) -> tuple[Clip, str]:
+    try:
+        audio, sampling_rate, note = decode_upload(path, MAX_ANALYSED_SECONDS)
+        return prepare(audio, sampling_rate), note
+    except (UploadError, ValueError) as err:
+        raise gr.Error(str(err), title="Cannot use this clip") from None
+
+
+def parse_labels(text: str) -> list[str]:
+    labels = list(dict.fromkeys(label.strip() for label in (text or "").split(",") if label.strip()))
+    if len(labels) < 2:
+        raise gr.Error("Type at least two labels, separated by commas.", title="Labels")
+    if len(labels) > MAX_LABELS:
+        raise gr.Error(f"{len(labels)} labels: at most {MAX_LABELS} at once.", title="Labels")
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        raise gr.Error(f"Keep each label under {MAX_LABEL_CHARS} characters.", title="Labels")
+    return labels
+
+
+def results_table(hits: list[Hit], columns: list[str]) -> pd.DataFrame:
+    rows = [{**vars(h), "score": round(h.score, 4)} for h in hits]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def players(hits: list[Hit]) -> list:
+    """One audio player per result slot; unused slots hidden."""
+    updates = []
+    for slot in range(MAX_RESULTS):
+        if slot < len(hits) and hits[slot].audio_path:
+            h = hits[slot]
+            label = f"{h.rank}. {h.title or h.track_id} · {h.genre or 'no genre'} · score {h.score:.3f}"
+            updates.append(gr.Audio(value=h.audio_path, label=label, visible=True))
+        else:
+            updates.append(gr.Audio(value=None, visible=False))
+    return updates
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    problems = services.problems
+
+    def genre(path: str | None):
+        classifier = services.need("classifier")
+        started = time.perf_counter()
+        clip, note = read_clip(path, classifier.prepare)
+        probs = classifier.probabilities(clip)
+        fe = classifier.feature_extractor
+        image = mel_image(clip.mel, fe.sampling_rate, fe.hop_length)
+        took = f"Answered in {time.perf_counter() - started:.2f} s. {note}".strip()
+        return probs, image, took
+
+    def zero_shot(path: str | None, labels_text: str):
+        model = services.need("model")
+        labels = parse_labels(labels_text)
+        clip, note = read_clip(path, model.prepare)
+        return model.zero_shot(clip, labels), note or f"{len(labels)} labels scored."
+
+    def search_text(query: str, k: float):
+        library = services.need("library")
+        query = (query or "").strip()
+        if not query:
+            raise gr.Error(
+                "Type a description of the music you want, e.g. 'calm acoustic guitar'.", title="Search"
+            )
+        if len(query) > MAX_QUERY_CHARS:
+            raise gr.Error(f"Keep the description under {MAX_QUERY_CHARS} characters.", title="Search")
+        hits = library.search_audio(library.model.text_embeddings([query])[0], int(k))
+        return results_table(hits, RESULT_COLUMNS), *players(hits)
+
+    def search_clip(path: str | None, k: float):
+        library = services.need("library")
+        model = library.model
+        clip, note = read_clip(path, model.prepare)
+        embedding = model.audio_embeddings([clip.mel])[0]
+        hits = library.search_audio(embedding, int(k))
+        captions = library.search_captions(embedding, int(k))
+        return (
+            results_table(hits, RESULT_COLUMNS),
+            results_table(captions, CAPTION_COLUMNS),
+            note,
+            *players(hits),
+        )
+
+    def library_map(method: str):
+        library = services.need("library")
+        points = pd.DataFrame(library.projection(method))
+        summary = (
+            f"{len(library)} tracks ({len(library.captions)} with captions), genres: "
+            f"{', '.join(library.genres) or 'none'}. {method} of the normalised audio embeddings."
+        )
+        return points, summary
+
+    with gr.Blocks(title="MusicCLIP", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# MusicCLIP\nAn audio encoder pretrained against LLM pseudo-captions, then finetuned for genre. "
+            f"Upload or record a clip (files up to {MAX_UPLOAD_MB} MB; the first "
+            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track)."
+        )
+        gr.Markdown(
+            f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
+            f"`{services.cfg.library}`" + "".join(f"\n\n> ⚠️ {p}" for p in problems.values()),
+            elem_id="status",
+        )
+
+        with gr.Tab("Genre", elem_id="tab-genre"):
+            with gr.Row():
+                with gr.Column():
+                    genre_audio = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="genre-audio"
+                    )
+                    genre_button = gr.Button("Classify", variant="primary", elem_id="genre-button")
+                with gr.Column():
+                    genre_label = gr.Label(label="Genre probabilities", elem_id="genre-label")
+                    genre_note = gr.Markdown(elem_id="genre-note")
+            genre_mel = gr.Image(label="Mel spectrogram", elem_id="genre-mel", interactive=False)
+            genre_button.click(genre, genre_audio, [genre_label, genre_mel, genre_note], api_name="genre")
+
+        with gr.Tab("Zero-shot", elem_id="tab-zero-shot"):
+            with gr.Row():
+                with gr.Column():
+                    zs_audio = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="zs-audio"
+                    )
+                    zs_labels = gr.Textbox(
+                        value=DEFAULT_LABELS,
+                        label="Labels, separated by commas",
+                        lines=2,
+                        elem_id="zs-labels",
+                    )
+                    zs_button = gr.Button("Score labels", variant="primary", elem_id="zs-button")
+                with gr.Column():
+                    zs_label = gr.Label(num_top_classes=10, label="Label scores", elem_id="zs-label")
+                    zs_note = gr.Markdown(elem_id="zs-note")
+            zs_button.click(zero_shot, [zs_audio, zs_labels], [zs_label, zs_note], api_name="zero_shot")
+
+        with gr.Tab("Search", elem_id="tab-search"):
+            gr.Markdown("### Describe the music → tracks of the library")
+            with gr.Row():
+                query = gr.Textbox(
+                    label="Description", placeholder="calm acoustic guitar", elem_id="search-query"
+                )
+                k_text = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="search-k")
+            text_button = gr.Button("Search", variant="primary", elem_id="search-button")
+            text_table = gr.Dataframe(
+                headers=RESULT_COLUMNS, label="Tracks", wrap=True, elem_id="search-results"
+            )
+            with gr.Column():
+                text_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+            text_button.click(
+                search_text, [query, k_text], [text_table, *text_players], api_name="search_text"
+            )
+            query.submit(search_text, [query, k_text], [text_table, *text_players], api_name=False)
+
+            gr.Markdown("### A clip → similar tracks and the captions that fit it")
+            with gr.Row():
+                clip_audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip-audio"
+                )
+                k_clip = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="clip-k")
+            clip_button = gr.Button("Find similar", variant="primary", elem_id="clip-button")
+            clip_note = gr.Markdown(elem_id="clip-note")
+            with gr.Row():
+                clip_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Similar tracks", wrap=True)
+                caption_table = gr.Dataframe(headers=CAPTION_COLUMNS, label="Best captions", wrap=True)
+            with gr.Column():
+                clip_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+            clip_button.click(
+                search_clip,
+                [clip_audio, k_clip],
+                [clip_table, caption_table, clip_note, *clip_players],
+                api_name="search_clip",
+            )
+
+        with gr.Tab("Library map", elem_id="tab-map") as map_tab:
+            method = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-method")
+            scatter = gr.ScatterPlot(
+                x="x", y="y", color="genre", tooltip=["title", "genre", "track_id"], height=480, elem_id="map"
+            )
+            map_note = gr.Markdown(elem_id="map-note")
+            method.change(library_map, method, [scatter, map_note], api_name="library_map")
+            map_tab.select(library_map, method, [scatter, map_note], api_name=False)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    services = Services(cfg)
+    demo = build_ui(services)
+    allowed = [str(services.library.audio_dir)] if services.library else []
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=cfg.host,
+        server_port=cfg.port,
+        share=False,
+        show_error=True,
+        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        allowed_paths=allowed,
+        theme=gr.themes.Soft(),
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    main()

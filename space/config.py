@@ -1,0 +1,65 @@
+"""Which model, classifier and library the Space serves: flags, then env vars, then the main job's outputs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# What the project's main job writes (the lead keeps these in line with train.py / build_dataset.py).
+DEFAULT_MODEL = "runs/demo/pretrained"
+DEFAULT_CLASSIFIER = "runs/demo/classifier"
+DEFAULT_LIBRARY = "data/music21-quick"
+
+# The commands that make each default, shown in the UI when one is missing.
+MAKE_MODEL = "python train.py pretrain --dataset data/music21-quick --output runs/demo/pretrained"
+MAKE_CLASSIFIER = (
+    "python train.py finetune --pretrained runs/demo/pretrained --dataset data/music21-quick "
+    "--output runs/demo/classifier"
+)
+MAKE_LIBRARY = "python build_dataset.py --source music21 --size small --output data/music21-quick"
+
+# Limits a visitor is told about: uploads above MAX_UPLOAD_MB are refused by the server; longer clips are
+# analysed over their first MAX_ANALYSED_SECONDS (the thesis' 4.5-minute window).
+MAX_UPLOAD_MB = 50
+MAX_ANALYSED_SECONDS = 270.0
+MAX_LABELS = 500
+MAX_LABEL_CHARS = 200
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    model: str
+    classifier: str
+    library: str
+    port: int
+    host: str = "127.0.0.1"
+
+
+def looks_like_hub_id(ref: str) -> bool:
+    """`owner/name` that is not a local path: loaded from the Hub (or its cache) instead of disk."""
+    return not Path(ref).exists() and ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+
+
+def missing(ref: str, what: str, command: str) -> str | None:
+    """A visitor-readable message when a default artifact is absent, else None."""
+    if Path(ref).exists() or looks_like_hub_id(ref):
+        return None
+    return f"No {what} at `{ref}`. Make it with `{command}`, or point the Space elsewhere (see the README)."
+
+
+def parse_args(argv: list[str] | None = None) -> SpaceConfig:
+    parser = argparse.ArgumentParser(description="MusicCLIP Gradio Space")
+    parser.add_argument("--model", default=os.environ.get("MUSICCLIP_MODEL", DEFAULT_MODEL))
+    parser.add_argument("--classifier", default=os.environ.get("MUSICCLIP_CLASSIFIER", DEFAULT_CLASSIFIER))
+    parser.add_argument("--library", default=os.environ.get("MUSICCLIP_LIBRARY", DEFAULT_LIBRARY))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="bind address (a Space sets GRADIO_SERVER_NAME=0.0.0.0)",
+    )
+    args = parser.parse_args(argv)
+    return SpaceConfig(args.model, args.classifier, args.library, args.port, args.host)

@@ -1,0 +1,269 @@
+"""The searchable library: the dataset's stored mels → audio embeddings → a FAISS index (datasets' integration).
+
+Embeddings and indexes are cached on disk next to the dataset under a key made of the model's and the
+dataset's fingerprints, so a new checkpoint or a rebuilt dataset gets a fresh index and a restart reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from datasets import (
+    Audio,
+    Dataset,
+    Value,
+    concatenate_datasets,
+    get_dataset_config_names,
+    load_dataset,
+)
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+AUDIO_INDEX = "audio_embedding"
+TEXT_INDEX = "caption_embedding"
+META_COLUMNS = ["track_id", "title", "artist", "source", "caption", "genre"]
+EXACT_LIMIT = 20_000  # below this an exact IndexFlatIP answers in well under a millisecond
+MAP_POINTS = 3_000
+CACHE_DIR_NAME = ".musicclip-space"  # the library map shows a fixed-seed sample of at most this many tracks
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    track_id: str
+    title: str
+    artist: str
+    genre: str
+    caption: str
+    audio_path: str | None = None
+
+
+def index_factory(n: int) -> tuple[str, int]:
+    """FAISS factory string and nprobe for `n` vectors: exact when small, inverted lists beyond.
+
+    nlist ≈ 4·√n is FAISS' usual rule; nprobe is chosen so recall@10 stays ≥ 0.95 on the benchmark's
+    clustered embeddings (benchmarks/bench_search.py).
+    """
+    if n <= EXACT_LIMIT:
+        return "Flat", 0
+    nlist = int(2 ** round(math.log2(4 * math.sqrt(n))))
+    return f"IVF{nlist},Flat", max(8, nlist // 64)
+
+
+def add_index(ds: Dataset, column: str, nprobe_override: int | None = None) -> None:
+    """`ds.add_faiss_index` with inner product on the (already L2-normalised) column."""
+    factory, nprobe = index_factory(len(ds))
+    train_size = min(len(ds), 256 * int(factory[3:].split(",")[0])) if factory.startswith("IVF") else None
+    ds.add_faiss_index(
+        column, string_factory=factory, metric_type=faiss.METRIC_INNER_PRODUCT, train_size=train_size
+    )
+    set_nprobe(ds.get_index(column).faiss_index, nprobe_override or nprobe)
+
+
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    if nprobe:  # 0 = exact index, which has no nprobe
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+
+
+def model_fingerprint(model: torch.nn.Module, feature_extractor) -> str:
+    """Content hash of the weights and the mel settings: any change to either means new embeddings."""
+    digest = hashlib.sha256(feature_extractor.to_json_string().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Names, sizes and mtimes of a dataset folder's files (the Space's own cache excluded)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and CACHE_DIR_NAME not in path.parts:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_library(ref: str, cache_dir: str | None = None) -> Dataset:
+    """Both configs of a MusicCLIP dataset (folder or Hub id) as one table: captions rows keep their caption,
+    genres rows their genre name; audio stays undecoded (bytes) until a result is played."""
+    parts = []
+    configs = get_dataset_config_names(ref)
+    for config in ("captions", "genres"):
+        if config not in configs:
+            continue
+        splits = load_dataset(ref, config, cache_dir=cache_dir)
+        for split in splits.values():
+            parts.append(_normalise_rows(split, config))
+    if not parts:
+        raise ValueError(f"`{ref}` has neither a `captions` nor a `genres` config.")
+    return concatenate_datasets(parts)
+
+
+def _normalise_rows(ds: Dataset, config: str) -> Dataset:
+    if config == "genres":
+        names = ds.features["genre"].names
+        ds = ds.cast_column("genre", Value("int64"))
+        ds = ds.map(lambda g: {"genre": [names[i] for i in g]}, input_columns="genre", batched=True)
+        ds = ds.cast_column("genre", Value("string"))
+        ds = ds.add_column("caption", [""] * len(ds))
+    else:
+        ds = ds.add_column("genre", [""] * len(ds))
+    ds = ds.cast_column("audio", Audio(decode=False))
+    return ds.select_columns([*META_COLUMNS, "mel", "audio"])
+
+
+class Library:
+    """The library dataset with its FAISS indexes; `search_*` return ranked `Hit`s."""
+
+    def __init__(self, ref: str, model, cache_root: str | None = None, batch_size: int = 8):
+        self.ref = ref
+        self.model = model
+        local = Path(ref).is_dir()
+        # datasets 5.2 reuses its Arrow cache for a rebuilt local folder (same config hash), so a local
+        # library gets a datasets cache of its own, keyed by the folder's files.
+        data_fp = folder_fingerprint(Path(ref)) if local else None
+        base = _cache_base(ref, cache_root)
+        rows = load_library(ref, cache_dir=str(base / f"datasets-{data_fp}") if local else None)
+        if not local and not cache_root and rows.cache_files:  # Hub id: next to datasets' own Arrow files
+            base = Path(rows.cache_files[0]["filename"]).parent / CACHE_DIR_NAME
+        fp = hashlib.sha256(
+            f"{model_fingerprint(model.model, model.feature_extractor)}:{data_fp}:{rows._fingerprint}".encode()
+        ).hexdigest()[:16]
+        self.cache_dir = base / f"index-{fp}"
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.audio_dir = self.cache_dir / "audio"
+        self.audio_dir.mkdir(exist_ok=True)
+
+        embeddings = rows.map(
+            lambda mels: {AUDIO_INDEX: list(model.audio_embeddings([np.asarray(m) for m in mels]))},
+            input_columns="mel",
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=rows.column_names,
+            cache_file_name=str(self.cache_dir / "audio_embeddings.arrow"),
+            new_fingerprint=f"{fp}-audio",
+            desc="Embedding the library",
+        )
+        self.embeddings = embeddings
+        self.audio_rows = rows.remove_columns("mel")
+        self.tracks = concatenate_datasets([self.audio_rows.select_columns(META_COLUMNS), embeddings], axis=1)
+        with_caption = [i for i, c in enumerate(self.tracks["caption"]) if c]
+        captions = self.tracks.select(with_caption).select_columns(META_COLUMNS)
+        self.captions = captions.map(
+            lambda texts: {TEXT_INDEX: list(model.text_embeddings(texts))},
+            input_columns="caption",
+            batched=True,
+            batch_size=64,
+            cache_file_name=str(self.cache_dir / "caption_embeddings.arrow"),
+            new_fingerprint=f"{fp}-captions",
+            desc="Embedding the captions",
+        )
+        self._attach(self.tracks, AUDIO_INDEX, self.cache_dir / "audio.faiss")
+
+        if len(self.captions):
+            self._attach(self.captions, TEXT_INDEX, self.cache_dir / "captions.faiss")
+        self._row_of = {t: i for i, t in enumerate(self.tracks["track_id"])}
+        self._projections: dict[str, dict[str, list]] = {}
+
+    @staticmethod
+    def _attach(ds: Dataset, column: str, path: Path) -> None:
+        if path.exists():
+            ds.load_faiss_index(column, path)
+            set_nprobe(ds.get_index(column).faiss_index, index_factory(len(ds))[1])
+        else:
+            add_index(ds, column)
+            ds.save_faiss_index(column, path)
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    @property
+    def genres(self) -> list[str]:
+        return sorted({g for g in self.tracks["genre"] if g})
+
+    def search_audio(self, query: np.ndarray, k: int) -> list[Hit]:
+        """Tracks nearest to one normalised query embedding (text or audio side)."""
+        k = min(k, len(self.tracks))
+        result = self.tracks.search(AUDIO_INDEX, query.astype(np.float32).reshape(-1), k=k)
+        return [
+            self._hit(rank, s, i, with_audio=True) for rank, (s, i) in enumerate(zip(*result), 1) if i >= 0
+        ]
+
+    def search_captions(self, audio_query: np.ndarray, k: int) -> list[Hit]:
+        """Library captions nearest to one normalised audio embedding (music → text)."""
+        if not len(self.captions):
+            return []
+        k = min(k, len(self.captions))
+        scores, rows = self.captions.search(TEXT_INDEX, audio_query.astype(np.float32).reshape(-1), k=k)
+        out = []
+        for rank, (score, row) in enumerate(zip(scores, rows), 1):
+            r = self.captions[int(row)]
+            out.append(
+                Hit(rank, float(score), r["track_id"], r["title"], r["artist"], r["genre"], r["caption"])
+            )
+        return out
+
+    def _hit(self, rank: int, score: float, row: int, with_audio: bool) -> Hit:
+        r = self.tracks[int(row)]
+        path = self.audio_file(int(row)) if with_audio else None
+        return Hit(rank, float(score), r["track_id"], r["title"], r["artist"], r["genre"], r["caption"], path)
+
+    def audio_file(self, row: int) -> str | None:
+        """Write a result's stored audio bytes to the cache once, so Gradio can serve and play it."""
+        audio = self.audio_rows[row]["audio"]
+        if not audio or not audio.get("bytes"):
+            return audio.get("path") if audio else None
+        suffix = Path(audio.get("path") or "x.flac").suffix or ".flac"
+        name = hashlib.sha1(self.audio_rows[row]["track_id"].encode()).hexdigest()[:16] + suffix
+        path = self.audio_dir / name
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(audio["bytes"])
+            os.replace(tmp, path)
+        return str(path)
+
+    def projection(self, method: str = "PCA") -> dict[str, list]:
+        """2-D coordinates of (a fixed sample of) the library's audio embeddings, for the map."""
+        if method not in self._projections:
+            n = len(self.tracks)
+            rows = (
+                np.sort(np.random.default_rng(0).permutation(n)[:MAP_POINTS])
+                if n > MAP_POINTS
+                else np.arange(n)
+            )
+            sample = self.audio_rows.select(rows)  # `tracks` carries the index, which forbids select
+            emb = np.asarray(self.embeddings.select(rows)[AUDIO_INDEX], dtype=np.float32)
+            if method == "t-SNE" and len(emb) > 3:
+                xy = TSNE(
+                    n_components=2, perplexity=min(30.0, (len(emb) - 1) / 3), random_state=0
+                ).fit_transform(emb)
+            else:
+                xy = PCA(n_components=2, random_state=0).fit_transform(emb)
+            self._projections[method] = {
+                "x": xy[:, 0].tolist(),
+                "y": xy[:, 1].tolist(),
+                "genre": [g or "(captions only)" for g in sample["genre"]],
+                "title": sample["title"],
+                "track_id": sample["track_id"],
+            }
+        return self._projections[method]
+
+
+def _cache_base(ref: str, cache_root: str | None) -> Path:
+    """Inside a writable local dataset folder; otherwise under the Hugging Face cache, one folder per ref."""
+    if cache_root:
+        return Path(cache_root)
+    local = Path(ref)
+    if local.is_dir() and os.access(local, os.W_OK):
+        return local / CACHE_DIR_NAME
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return hf_home / "musicclip-space" / hashlib.sha256(str(local.resolve()).encode()).hexdigest()[:16]
