@@ -44,7 +44,9 @@ def template_sentences(facts: dict[str, Any]) -> list[str]:
         second = f'It sets a {lang + " " if lang else ""}text beginning "{words}" in "{title}"'
         second += f" by {who}." if facts.get("composer") else "."
     elif facts.get("parent_title"):
-        second = f'It is the "{title}" section of {facts["parent_title"]} by {who}, a setting of the Latin Mass.'
+        second = (
+            f'It is the "{title}" section of {facts["parent_title"]} by {who}, a setting of the Latin Mass.'
+        )
     elif facts.get("dance"):
         second = f'It is the {facts["dance"]} "{title}" from {collection}.'
     elif facts.get("locale"):
@@ -56,4 +58,4 @@ def template_sentences(facts: dict[str, Any]) -> list[str]:
     metre = facts.get("time_signature") or ""
     third = f"A {feeling} {facts['style_name']} for {_voices(int(facts.get('voices', 1)))}"
     third += f" in {metre} time." if metre and metre != "none" else "."
-    return [first, second.replace(' .', '.'), third]
+    return [first, second.replace(" .", "."), third]

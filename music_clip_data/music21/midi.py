@@ -29,9 +29,7 @@ class ClipNotes:
     voices: np.ndarray
 
 
-def clip_notes(
-    flat: Flattened, start_ql: float, bpm: float, clip_s: float, transpose: int
-) -> ClipNotes:
+def clip_notes(flat: Flattened, start_ql: float, bpm: float, clip_s: float, transpose: int) -> ClipNotes:
     """The notes sounding in [start, start + clip_s) at `bpm` quarter notes per minute.
 
     A piece shorter than the window is looped (folk tunes are strophic), so every clip has the same length

@@ -53,9 +53,14 @@ def _lyrics(score: Any) -> tuple[str, str]:
 
 def flatten_piece(piece: Piece) -> Flattened:
     """Parse `piece` from the music21 corpus and flatten every part's notes onto one timeline."""
-    from music21 import corpus
+    from pathlib import Path
 
-    score = corpus.parse(piece.path, number=piece.number) if piece.number else corpus.parse(piece.path)
+    from music21 import converter, corpus
+
+    if Path(piece.path).is_absolute():  # a score file outside the corpus
+        score = converter.parse(piece.path)
+    else:
+        score = corpus.parse(piece.path, number=piece.number) if piece.number else corpus.parse(piece.path)
     parts = list(score.parts) or [score]
     lyrics, language = _lyrics(score) if parts and hasattr(score, "parts") else ("", "")
     starts, durs, pitches, voices = [], [], [], []

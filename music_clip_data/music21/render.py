@@ -13,9 +13,7 @@ SAMPLE_RATE = 16000
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 SOUNDFONTS = {"FluidR3_GM": "FluidR3_GM.sf2", "TimGM6mb": "TimGM6mb.sf2"}
 TARGET_LUFS = -23.0  # EBU R 128 programme loudness
-INSTALL_HINT = (
-    "apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm timgm6mb-soundfont"
-)
+INSTALL_HINT = "apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm timgm6mb-soundfont"
 
 
 class RenderError(RuntimeError):

@@ -42,8 +42,26 @@ CAPTION_EXTRAS: dict[str, str] = {
     "cpebach": "Classical keyboard sonata",
     "miscFolk": "American and Northumbrian folk tune",
 }
-_DANCES = ("reel", "jig", "hornpipe", "strathspey", "march", "waltz", "polka", "slide", "quickstep",
-           "quick step", "set dance", "air", "minuet", "gavotte", "fling", "lament", "planxty", "mazurka")
+_DANCES = (
+    "reel",
+    "jig",
+    "hornpipe",
+    "strathspey",
+    "march",
+    "waltz",
+    "polka",
+    "slide",
+    "quickstep",
+    "quick step",
+    "set dance",
+    "air",
+    "minuet",
+    "gavotte",
+    "fling",
+    "lament",
+    "planxty",
+    "mazurka",
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,9 @@ def _group_of(style: str, path: str, meta: dict[str, Any], abc: dict[str, str]) 
         return "bwv:" + re.sub(r"\D.*$", "", stem[3:])  # bwv26.6 and bwv26.6-sc share BWV 26
     if style == "classical_string_quartet":
         parts = path.split("/")
-        return "work:" + "/".join(parts[:2]).removesuffix(Path(path).suffix)  # opus18no1/movementN -> opus18no1
+        return "work:" + "/".join(parts[:2]).removesuffix(
+            Path(path).suffix
+        )  # opus18no1/movementN -> opus18no1
     if style == "medieval_trecento":
         return "piece:" + re.sub(r"(\d+)[a-z]\b", r"\1", stem)  # PMFC 03a/03b are one piece
     if style == "british_irish_fiddle":
@@ -165,7 +185,10 @@ def corpus_pieces() -> tuple[Piece, ...]:
         seen_paths.add(key)
         abc = _abc_headers(str(root / path)).get(number, {}) if path.endswith(".abc") and number else {}
         title = str(md.title or meta.get("movementName") or Path(path).stem)
-        composer = str(md.composer or "")
+        if style == "classical_string_quartet":  # quartet titles are bare numbers; movement names say more
+            title = f"{meta.get('movementName') or title} ({Path(path).stem})"
+        title = " ".join(title.split())
+        composer = " ".join(str(md.composer or "").split())
         facts = {
             "locale": str(meta.get("localeOfComposition") or abc.get("O") or ""),
             "function": abc.get("R", ""),

@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 from music_clip_data.music21 import midi as m21midi
 from music_clip_data.music21 import render
 from music_clip_data.music21.captions import template_sentences
+from music_clip_data.music21.card import music21_card_section
 from music_clip_data.music21.notes import flatten_piece, window_key
 from music_clip_data.music21.styles import CLASS_NAMES, STYLES, Piece, corpus_pieces
 from music_clip_data.track import Track
@@ -48,7 +49,7 @@ class SizeSpec:
 
 
 SIZES = {
-    "small": SizeSpec(genre_clips=14, caption_clips=24, clips_per_piece=3, cheap=True),
+    "small": SizeSpec(genre_clips=12, caption_clips=22, clips_per_piece=3, cheap=True),
     "quick": SizeSpec(genre_clips=200, caption_clips=300, clips_per_piece=3, cheap=False),
     "full": SizeSpec(genre_clips=620, caption_clips=1500, clips_per_piece=4, cheap=False),
 }
@@ -75,9 +76,11 @@ def _ordered(pieces: list[Piece], rng: np.random.Generator, cheap: bool) -> list
     for g in names:
         members = groups[g]
         order = rng.permutation(len(members))
-        groups[g] = sorted((members[i] for i in order), key=lambda p: p.note_count) if cheap else [
-            members[i] for i in order
-        ]
+        groups[g] = (
+            sorted((members[i] for i in order), key=lambda p: p.note_count)
+            if cheap
+            else [members[i] for i in order]
+        )
     out: list[Piece] = []
     depth = max(len(v) for v in groups.values())
     for r in range(depth):
@@ -97,6 +100,8 @@ def plan(size: str, seed: int, extra_pieces: Sequence[Piece] = ()) -> list[tuple
     for style in CLASS_NAMES:
         pieces = by_style[style]
         cap = max(spec.clips_per_piece, int(np.ceil(1.3 * spec.genre_clips / len(pieces))))
+        if style == "classical_string_quartet":  # long movements, slow to parse: more windows from each
+            cap = max(cap, 2 * spec.clips_per_piece)
         order = _ordered(pieces, rng, spec.cheap)
         total, used_groups = 0, set()
         for p in order:
@@ -111,7 +116,9 @@ def plan(size: str, seed: int, extra_pieces: Sequence[Piece] = ()) -> list[tuple
     leftovers.insert(0, _ordered(extras, rng, spec.cheap) if extras else [])
     total, cursors = 0, [0] * len(leftovers)
     chosen += [(p, "captions", 2) for p in extra_pieces]
-    while total < 1.1 * spec.caption_clips and any(c < len(x) for c, x in zip(cursors, leftovers, strict=True)):
+    while total < 1.1 * spec.caption_clips and any(
+        c < len(x) for c, x in zip(cursors, leftovers, strict=True)
+    ):
         for i, pool in enumerate(leftovers):
             if cursors[i] < len(pool) and total < 1.1 * spec.caption_clips:
                 p = pool[cursors[i]]
@@ -230,7 +237,9 @@ def render_chunk(chunk: list[tuple[Piece, str, int]], seed: int, out_dir: Path) 
                     continue
                 clip, before, after = render.normalise(mono)
                 if before <= -70:
-                    failures.append({"path": j["piece"].key, "reason": f"window {j['index']} rendered silent"})
+                    failures.append(
+                        {"path": j["piece"].key, "reason": f"window {j['index']} rendered silent"}
+                    )
                     continue
                 name = f"m21-{_stable(j['piece'].key):012x}-{j['index']}"
                 sf.write(out_dir / f"{name}.flac", clip, render.SAMPLE_RATE, subtype="PCM_16")
@@ -413,6 +422,14 @@ class Music21Source:
             "failures": len(self.failures),
         }
 
+    def card_section(self) -> str:
+        """Markdown for the dataset card (class table, rendering, licences, confounds)."""
+        return music21_card_section(self.summary(), RENDER_FACTS)
+
+
+RENDER_FACTS = {"clip_seconds": CLIP_SECONDS, "programs": PROGRAMS, "bpm_range": BPM_RANGE,
+                "transpose_range": TRANSPOSE_RANGE}  # fmt: skip
+
 
 def music21_tracks(size: str, cache_dir: Path, workers: int = 2, seed: int = 0) -> Iterator[Track]:
     """Tracks of the music21 corpus source (see `Music21Source` for failures and the summary)."""
@@ -422,10 +439,20 @@ def music21_tracks(size: str, cache_dir: Path, workers: int = 2, seed: int = 0) 
 def pieces_from_files(paths: Sequence[Path], style: str = "user score") -> list[Piece]:
     """Wrap score files outside the corpus as caption pieces (used to test failure recording)."""
     return [
-        Piece(key=str(p), path=str(p), number=None, style=style, group_id=f"file:{p}", title=Path(p).stem,
-              composer="", collection="", length_ql=0.0, note_count=0)  # fmt: skip
+        Piece(
+            key=str(p),
+            path=str(p),
+            number=None,
+            style=style,
+            group_id=f"file:{p}",
+            title=Path(p).stem,
+            composer="",
+            collection="",
+            length_ql=0.0,
+            note_count=0,
+        )  # fmt: skip
         for p in paths
     ]
 
 
-__all__ = ["Music21Source", "music21_tracks", "plan", "SIZES", "asdict"]
+__all__ = ["Music21Source", "music21_tracks", "music21_card_section", "pieces_from_files", "plan", "SIZES"]
