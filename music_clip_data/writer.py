@@ -117,7 +117,9 @@ def test_mask(labels: Sequence[str], groups: Sequence[str], test_size: float, se
     n_groups = len({groups[i] for i in idx})
     if n_groups < 2 or fraction >= 1:
         return mask
-    n_splits = int(min(max(2, round(1 / fraction)), n_groups))
+    # sklearn needs a class with at least n_splits groups; tiny sets get a larger test share (still grouped).
+    largest_class = max(len(groups_per_class[labels[i]]) for i in idx)
+    n_splits = int(min(max(2, round(1 / fraction)), n_groups, largest_class))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     y = [labels[i] for i in idx]
     g = [groups[i] for i in idx]

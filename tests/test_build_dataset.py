@@ -129,3 +129,72 @@ def test_rerun_reuses_cached_mels_and_captions(folder_build: tuple[Path, dict], 
     assert again["mel_cache"] == {"hits": first["kept"], "computed": 0}
     assert again["clips_per_class_and_split"] == first["clips_per_class_and_split"]
     assert again["skipped_by_reason"] == first["skipped_by_reason"]
+
+
+def _manifest(folder: Path, immich_tracks: list[Path]) -> Path:
+    """A CSV manifest with the thesis' Table 2 tag lists, lyrics (one not UTF-8) and broken rows."""
+    rock = "garage rock; modern rock; permanent wave; rock; sheffield indie"  # Arctic Monkeys → rock
+    hiphop = "east coast hip hop; gangster rap; hip hop; pop rap; queens hip hop; rap"  # 50 Cent → hip hop
+    lines = ["path,title,artist,lyrics,tags,role"]
+    for i, track in enumerate(immich_tracks[:6]):
+        lines.append(f"{track},song {i},artist {i},,{rock if i % 2 else hiphop},genres")
+    lines.append(f"{immich_tracks[6]},blues song,someone,,blues; soul blues,genres")  # no main genre
+    lines.append(f"{immich_tracks[7]},a ballad,singer,la la love,,captions")
+    lines.append(f"{immich_tracks[8]},chanson,singer,CAFE_LYRICS,,captions")
+    lines.append(",no path,nobody,,rock,genres")
+    lines.append(f"{folder / 'missing.opus'},missing,nobody,,rock,genres")
+    lines.append(f"{immich_tracks[0]},song 0 again,artist 0,,rock,genres")  # duplicate track_id (same path)
+    data = "\n".join(lines).encode("utf-8").replace(b"CAFE_LYRICS", "caf\u00e9 au lait".encode("cp1252"))
+    path = folder / "tracks.csv"
+    path.write_bytes(data)
+    return path
+
+
+def test_manifest_build_maps_tags_and_reports_bad_rows(tmp_path: Path, immich_tracks: list[Path]) -> None:
+    manifest = _manifest(tmp_path, immich_tracks)
+    out = tmp_path / "manifest_ds"
+    summary = _build(
+        "--source", "manifest", "--metadata", str(manifest), "--output", str(out), "--num-proc", "1",
+        "--max-seconds", "3", "--test-size", "0.34",
+    )  # fmt: skip
+    reasons = _skipped(out)
+    assert reasons["tracks.csv:11"] == "manifest row has no `path`"
+    assert reasons["missing.opus"].startswith("file not found")
+    assert [r for r in reasons.values() if r.startswith("duplicate track_id")]
+    assert [r for r in reasons.values() if r.startswith("no main genre in its tags")]
+    assert summary["no_main_genre"] == 1
+    assert summary["handled"] == [
+        {"path": f"{manifest}:10", "field": "lyrics", "note": "not UTF-8: decoded as Windows-1252"}
+    ]
+    genres = load_dataset(str(out), "genres").remove_columns(["audio", "mel"])
+    assert genres["train"].features["genre"].names == ["hip hop", "rock"]  # main-genre list order
+    assert sorted(list(genres["train"]["genre"]) + list(genres["test"]["genre"])) == [0, 0, 0, 1, 1, 1]
+    captions = load_dataset(str(out), "captions")["train"].remove_columns(["audio", "mel"])
+    assert sorted(captions["lyrics"]) == ["café au lait", "la la love"]
+
+
+def test_manifest_without_path_column_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("file,title\na.wav,x\n")
+    code = build_dataset.main(
+        ["--source", "manifest", "--metadata", str(manifest), "--output", str(tmp_path / "o")]
+    )
+    assert code == 2 and "no `path` column" in capsys.readouterr().err
+
+
+def test_splits_never_cut_a_group_and_are_seeded() -> None:
+    from music_clip_data.writer import split_roles, test_mask
+
+    labels = [c for c in "abc" for _ in range(20)]
+    groups = [f"{c}{i // 2}" for c in "abc" for i in range(20)]  # 10 groups of 2 clips per class
+    mask = test_mask(labels, groups, 0.2, seed=1)
+    assert np.array_equal(mask, test_mask(labels, groups, 0.2, seed=1))
+    assert not {g for g, m in zip(groups, mask) if m} & {g for g, m in zip(groups, mask) if not m}
+    assert {c: sum(m for lab, m in zip(labels, mask) if lab == c) for c in "abc"} == {"a": 4, "b": 4, "c": 4}
+    roles = split_roles(labels + [None], groups + ["x"], captions_fraction=0.3, seed=0)
+    assert roles["x"] == "captions"
+    assert {c: sum(roles[f"{c}{i}"] == "captions" for i in range(10)) for c in "abc"} == {
+        "a": 3,
+        "b": 3,
+        "c": 3,
+    }
