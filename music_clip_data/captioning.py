@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -248,7 +248,11 @@ class _LLMRun:
         todo = []
         for key in prompts:
             record = self.cache.get(key)
-            if record is not None and record.get("status") == "ok":
+            if (
+                record is not None
+                and record.get("version") == _CACHE_VERSION
+                and record.get("status") == "ok"
+            ):
                 answers[key] = {**record, "run_status": "cached"}
             else:
                 todo.append(key)  # never asked, or failed last time: ask (again)
@@ -259,22 +263,17 @@ class _LLMRun:
         client = openai.OpenAI(
             base_url=self.s.base_url, api_key=self._api_key, max_retries=0, timeout=self.s.timeout_s
         )
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.s.concurrency, len(todo))))
         try:
-            with ThreadPoolExecutor(max_workers=max(1, min(self.s.concurrency, len(todo) or 1))) as pool:
-                futures = {pool.submit(self._answer, client, prompts[key], key): key for key in todo}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        if future.exception() is not None:
-                            for other in pending:
-                                other.cancel()
-                            raise future.exception()  # type: ignore[misc]
-                        answers[futures[future]] = record = future.result()
-                        counts[record["run_status"]] += 1
-                        bar.update()
-                        bar.set_postfix(counts, refresh=False)
+            futures = {pool.submit(self._answer, client, prompts[key], key): key for key in todo}
+            for future in as_completed(futures):
+                answers[futures[future]] = record = future.result()  # re-raises CaptioningError
+                counts[record["run_status"]] += 1
+                bar.update()
+                bar.set_postfix(counts, refresh=False)
         finally:
+            # On an error or Ctrl-C, drop what has not started; requests in flight finish and are cached.
+            pool.shutdown(wait=True, cancel_futures=True)
             client.close()
             bar.close()
         return answers
@@ -330,8 +329,8 @@ class _LLMRun:
                     messages=[{"role": "user", "content": prompt}],
                     **extra,
                 )
-                content = completion.choices[0].message.content if completion.choices else None
-                if not isinstance(content, str) or not content.strip():
+                content = _answer_text(completion)
+                if content is None:
                     raise _Transient("malformed response: no answer text")
                 return content, attempt + 1
             except _Transient as exc:
@@ -368,6 +367,15 @@ class _LLMRun:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _answer_text(completion: Any) -> str | None:
+    """The first choice's text, or None for any other shape (the client builds responses without validating)."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    return content if isinstance(content, str) and content.strip() else None
 
 
 def _retry_after_s(headers: Any) -> float | None:

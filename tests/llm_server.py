@@ -24,7 +24,7 @@ import pytest
 class Reply:
     """One scripted behaviour. Build them with the constants and helpers below."""
 
-    kind: str  # good | two | four | text | malformed | empty | status | hang
+    kind: str  # good | two | four | text | body | malformed | empty | status | hang
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
@@ -53,6 +53,11 @@ def hang(seconds: float) -> Reply:
 
 def text(content: str) -> Reply:
     return Reply("text", content=content)
+
+
+def body(raw: str) -> Reply:
+    """A 200 response with exactly this body (odd shapes of JSON)."""
+    return Reply("body", content=raw)
 
 
 def good_answer(prompt: str) -> str:
@@ -185,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply.status, error, reply.headers)
         elif reply.kind == "malformed":
             self._send_bytes(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind')
+        elif reply.kind == "body":
+            self._send_bytes(200, reply.content.encode())
         elif reply.kind == "empty":
             self._send(200, _completion(model, None))
         else:

@@ -18,6 +18,7 @@ from llm_server import (
     MALFORMED_JSON,
     TWO_SENTENCES,
     FakeLLMServer,
+    body,
     hang,
     rate_limited,
     server_error,
@@ -163,7 +164,18 @@ def test_answers_are_cached_asked_once_and_never_store_the_key(server: FakeLLMSe
     assert server.total_requests == 7
 
 
-@pytest.mark.parametrize("fault", [MALFORMED_JSON, EMPTY_CHOICES, server_error(500), server_error(503)])
+ODD_BODIES = [
+    '{"choices": [{"foo": 1}]}',
+    '{"choices": "x"}',
+    "[]",
+    "null",
+    '{"choices": [{"message": null}]}',
+]
+
+
+@pytest.mark.parametrize(
+    "fault", [MALFORMED_JSON, EMPTY_CHOICES, server_error(500), server_error(503), *map(body, ODD_BODIES)]
+)
 def test_transient_faults_are_retried(server: FakeLLMServer, tmp_path: Path, fault) -> None:
     items = [song(i) for i in range(3)]
     server.script_for("number 1,", fault, fault)
