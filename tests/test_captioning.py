@@ -28,6 +28,7 @@ from music_clip_data.captioning import (
     CaptioningError,
     CaptionInput,
     CaptionSettings,
+    _retry_after_s,
     cache_key,
     caption_many,
 )
@@ -338,3 +339,26 @@ def test_sigkill_midway_then_rerun_asks_only_for_the_rest(tmp_path: Path) -> Non
             else:
                 assert result.status == "new" and 1 <= asked <= 2, item.key
         assert sum(c == 2 for c in counts) <= 2  # only the child's in-flight requests (concurrency 2) repeat
+
+
+def test_connection_refused_is_retried_then_recorded(tmp_path: Path) -> None:
+    with FakeLLMServer() as gone:
+        base_url = gone.base_url
+    [r] = caption_many([song(0)], settings(gone, tmp_path, base_url=base_url, max_retries=1))
+    assert r.status == "failed" and "gave up after 2 requests" in r.error and "connection error" in r.error
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past: now
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+        ({"retry-after": "99999"}, 900.0),  # capped so a bogus header cannot stall a build
+    ],
+)
+def test_retry_after_parsing(headers: dict[str, str], seconds: float | None) -> None:
+    assert _retry_after_s(headers) == seconds
