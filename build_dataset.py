@@ -25,9 +25,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
 from music_clip_data.card import render_card
 from music_clip_data.decode import DecodeSettings, SkipClip, load_cached, process_cached
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
+from music_clip_data.prompts import PROMPTS
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
 from music_clip_data.track import Track
 from music_clip_data.writer import (
@@ -146,8 +148,6 @@ def decode_all(
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
-    from music_clip_data.captioning import CaptionInput, CaptionSettings, caption_many
-
     optional = {"temperature": args.llm_temperature, "concurrency": args.llm_concurrency}
     settings = CaptionSettings(
         base_url=args.llm_base_url,
@@ -389,12 +389,7 @@ def build(args: argparse.Namespace) -> dict:
 def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: Any, caption_settings) -> dict:
     section = run.card_section() if run.card_section else ""
     prompt_name = args.prompt if args.prompt in ("thesis", "lyrics-comment") else "custom"
-    try:
-        from music_clip_data import captioning
-
-        prompt_text = getattr(captioning, "PROMPTS", {}).get(args.prompt, args.prompt)
-    except ImportError:
-        prompt_text = args.prompt
+    prompt_text = PROMPTS.get(args.prompt, args.prompt)
     licence = run.licence.lower()
     train, test = summary["clips_per_class_and_split"]["train"], summary["clips_per_class_and_split"]["test"]
     splits = {
@@ -490,8 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         summary = build(args)
-    except ValueError as err:  # bad options or inputs the user must fix: say so, no traceback
+    except (
+        ValueError,
+        CaptioningError,
+    ) as err:  # what the user must fix (options, inputs, key, URL): no traceback
         print(f"build_dataset.py: error: {err}", file=sys.stderr)
+        print("finished work is cached: fix it and run the same command again", file=sys.stderr)
         return 2
     print(format_summary(summary))
     print(f"wrote {args.output}")

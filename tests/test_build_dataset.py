@@ -198,3 +198,48 @@ def test_splits_never_cut_a_group_and_are_seeded() -> None:
         "b": 3,
         "c": 3,
     }
+
+
+def test_llm_captions_through_a_real_server_and_rerun_asks_nothing_twice(
+    tmp_path: Path, immich_tracks: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_server import TWO_SENTENCES, FakeLLMServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # the real client needs one; the server ignores it
+    rows = [{"path": str(t), "title": f"song {i}", "lyrics": f"verse number {i}", "role": "captions"}
+            for i, t in enumerate(immich_tracks[:4])]  # fmt: skip
+    rows += [
+        {"path": str(t), "genre": t.parent.name, "role": "genres"}
+        for t in immich_tracks[5:7] + immich_tracks[10:12]
+    ]
+    lines = [json.dumps(r) for r in rows] + ['{"path": "broken json', '{"title": "no path key"}']
+    manifest = tmp_path / "tracks.jsonl"
+    manifest.write_text("\n".join(lines))
+    out = tmp_path / "llm_ds"
+    args = ["--source", "manifest", "--metadata", str(manifest), "--output", str(out), "--num-proc", "1",
+            "--max-seconds", "2", "--test-size", "0.5", "--llm-model", "test-model"]  # fmt: skip
+    with FakeLLMServer() as server:
+        server.script_for("verse number 3", TWO_SENTENCES, TWO_SENTENCES, TWO_SENTENCES, TWO_SENTENCES)
+        first = _build(*args, "--llm-base-url", server.base_url)
+        failed = [
+            json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines() if "caption failed" in x
+        ]
+        first_rows = len(load_dataset(str(out), "captions")["train"])
+        second = _build(*args, "--llm-base-url", server.base_url)
+        # Answered prompts come from the cache; only the failed one is asked again (and now answers well).
+        assert [server.count(f"verse number {i}") for i in range(3)] == [1, 1, 1]
+    assert first["captions"] == {"new": 3, "cached": 0, "failed": 1, "template": 0}
+    assert second["captions"] == {"new": 1, "cached": 3, "failed": 0, "template": 0}
+    assert second["mel_cache"]["computed"] == 0
+    assert len(failed) == 1 and failed[0]["raw"] == "The song is sad. It is about loss." and first_rows == 3
+    reasons = _skipped(out)
+    assert reasons["tracks.jsonl:9"].startswith("manifest row is not valid JSON")
+    assert reasons["tracks.jsonl:10"] == "manifest row has no `path`"
+    captions = load_dataset(str(out), "captions")["train"].remove_columns(["audio", "mel"])
+    assert len(captions) == 4 and set(captions["caption_source"]) == {"llm"}
+    assert set(captions["caption_model"]) == {"test-model"} and all(
+        len(s) == 3 for s in captions["sentences"]
+    )
+    assert all(raw and raw.startswith("The sentiment of song") for raw in captions["caption_raw"])
+    assert "Write one sentence summarizing the sentiment" in captions[0]["caption_prompt"]
+    assert "Write one sentence summarizing the sentiment" in (out / "README.md").read_text()
