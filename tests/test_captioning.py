@@ -309,7 +309,7 @@ caption_many(items, CaptionSettings(base_url=base_url, model="test-model", api_k
 
 def test_sigkill_midway_then_rerun_asks_only_for_the_rest(tmp_path: Path) -> None:
     n = 40
-    with FakeLLMServer(latency_s=0.05) as server:
+    with FakeLLMServer(latency_s=0.1) as server:  # the child needs ~2 s for all 40
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, server.base_url, str(tmp_path), str(n)],
             cwd=REPO,
