@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from llm_server import llm_server  # noqa: F401  (a fresh fake OpenAI-compatible server per test)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
