@@ -125,9 +125,22 @@ def _decode_batch(
 def decode_all(
     tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
 ) -> list[dict]:
-    from datasets import Dataset, disable_caching
+    import datasets
 
-    disable_caching()  # our own per-file cache is the resumable one; keep datasets' cache out of ~/.cache
+    was_caching = datasets.is_caching_enabled()
+    datasets.disable_caching()  # our per-file cache is the resumable one; keep datasets' out of ~/.cache
+    try:
+        return _map_decode(tracks, fe, settings, cache_dir, num_proc)
+    finally:
+        if was_caching:
+            datasets.enable_caching()
+
+
+def _map_decode(
+    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
+) -> list[dict]:
+    from datasets import Dataset
+
     paths = Dataset.from_dict({"path": [str(t.audio_path) for t in tracks]})
     num_proc = max(1, min(num_proc, len(tracks)))
     mapped = paths.map(
@@ -330,7 +343,6 @@ def build(args: argparse.Namespace) -> dict:
             features["captions"],
             output / "captions",
             "train",
-            len(caption_rows),
             progress=bar.update,
         )  # fmt: skip
         for split, wanted in (("train", False), ("test", True)):
@@ -340,7 +352,6 @@ def build(args: argparse.Namespace) -> dict:
                 features["genres"],
                 output / "genres",
                 split,
-                len(chosen),
                 progress=bar.update,
             )
     fe.save_pretrained(str(output / "feature_extractor"))
@@ -373,6 +384,7 @@ def build(args: argparse.Namespace) -> dict:
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "decode_settings": asdict(settings),
         "seed": args.seed,
+        "source_summary": run.summary() if run.summary else None,
     }
     write_reports(output, skipped, summary)
     info = card_info(args, run, summary, genre_names, fe, caption_settings)

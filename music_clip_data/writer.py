@@ -10,7 +10,6 @@ Splits never cut a group (`group_id`: a piece, a work, a tune family):
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,9 @@ from datasets import Array2D, Audio, ClassLabel, Dataset, DatasetInfo, Features,
 from datasets.splits import SplitDict
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
-ROWS_PER_SHARD = 500
+ROWS_PER_SHARD = 2000
+MAX_SHARD_BYTES = 300 * 2**20
+ROWS_PER_ROW_GROUP = 64
 
 
 def base_features(n_mels: int) -> dict:
@@ -136,35 +137,42 @@ def write_split(
     features: Features,
     folder: Path,
     split: str,
-    total: int,
     rows_per_shard: int = ROWS_PER_SHARD,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """Rows → `folder/{split}-00000-of-0000N.parquet`. An empty split writes no shard (`datasets` cannot load
-    an empty split), and the card leaves it out of `configs:`."""
+    """Rows → `folder/{split}-0000i-of-0000N.parquet`, a shard at most `rows_per_shard` rows or about
+    `max_shard_bytes` of audio and mels. An empty split writes no shard (`datasets` cannot load an empty split),
+    and the card leaves it out of `configs:`."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{split}-*.parquet"):
         old.unlink()
-    n_shards = max(1, math.ceil(total / rows_per_shard))
-    paths: list[Path] = []
+    parts: list[Path] = []
     buffer: list[dict] = []
+    size = 0
 
     def flush() -> None:
-        path = folder / f"{split}-{len(paths):05d}-of-{n_shards:05d}.parquet"
+        part = folder / f".{split}-part{len(parts):05d}.parquet.tmp"
         data = {name: [row[name] for row in buffer] for name in features}
-        Dataset.from_dict(data, features=features).to_parquet(str(path))
-        paths.append(path)
+        # Small row groups: audio rows are large, and readers (streaming, the Hub viewer) load a group at once.
+        Dataset.from_dict(data, features=features).to_parquet(str(part), batch_size=ROWS_PER_ROW_GROUP)
+        parts.append(part)
         if progress is not None:
             progress(len(buffer))
         buffer.clear()
 
     for row in rows:
         buffer.append(row)
-        if len(buffer) == rows_per_shard:
+        size += len(row["audio"]["bytes"]) + row["mel"].nbytes
+        if len(buffer) >= rows_per_shard or size >= max_shard_bytes:
             flush()
+            size = 0
     if buffer:
         flush()
-    return paths
+    final = [folder / f"{split}-{i:05d}-of-{len(parts):05d}.parquet" for i in range(len(parts))]
+    for part, path in zip(parts, final, strict=True):
+        part.replace(path)
+    return final
 
 
 def dataset_info_yaml(config_name: str, features: Features, shards: dict[str, list[Path]]) -> dict:

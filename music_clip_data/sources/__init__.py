@@ -6,7 +6,6 @@ go into `SourceRun.skipped` as `{"path" or "track_id", "reason"}` so the builder
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ class SourceRun:
     licence: str = "the licence of your own audio"
     description: str = ""
     card_section: Callable[[], str] | None = None  # called after iteration (it may report counts)
+    summary: Callable[[], dict] | None = None  # source-specific counts for build_summary.json
 
 
 def _folder(options: SourceOptions) -> SourceRun:
@@ -80,13 +80,9 @@ def _music21(options: SourceOptions) -> SourceRun:
         # Pieces that failed to parse or render are known only once the build ran.
         run.skipped.extend({"track_id": f["path"], "reason": f["reason"]} for f in source.failures)
 
-    def card_section() -> str:
-        if hasattr(m21, "card_section"):
-            return m21.card_section(source)
-        return "### Source: music21 corpus\n\n```json\n" + json.dumps(source.summary(), indent=2) + "\n```"
-
     run.tracks = tracks()
-    run.card_section = card_section
+    run.card_section = source.card_section
+    run.summary = source.summary
     return run
 
 
