@@ -263,11 +263,12 @@ def build(args: argparse.Namespace) -> dict:
 
     # Labels: a label given by the source wins; else thesis Table 2 majority over the raw tags.
     labels: dict[str, str | None] = {}
-    no_main_genre = 0
+    no_main_genre = labels_from_tags = 0
     for track, _ in kept:
         label = track.genre or (map_to_main_genre(track.tags, args.main_genres) if track.tags else None)
         labels[track.track_id] = label
         no_main_genre += int(label is None and bool(track.tags))
+        labels_from_tags += int(track.genre is None and label is not None)
 
     # Roles: the source's, else by group (never splitting a group), per class.
     free = [(t, s) for t, s in kept if t.role is None]
@@ -388,6 +389,7 @@ def build(args: argparse.Namespace) -> dict:
     }
     write_reports(output, skipped, summary)
     info = card_info(args, run, summary, genre_names, fe, caption_settings)
+    info["labels_from_tags"] = labels_from_tags
     info["dataset_info"] = [
         dataset_info_yaml(name, features[name], shards[name]) for name in ("captions", "genres")
     ]

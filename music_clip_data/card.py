@@ -39,6 +39,18 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _label_rule(info: dict[str, Any]) -> str:
+    if not info.get("labels_from_tags"):
+        return "- Genre labels: given by the source (folder name, mood, style class)."
+    return (
+        f"- Genre labels: a label given by the source wins; otherwise raw tags are mapped to the main genres "
+        f"{json.dumps(info['main_genres'])} by the thesis' Table 2 majority rule "
+        f"({info['labels_from_tags']} tracks):\n\n```\n{(genre_rules.__doc__ or '').strip()}\n```\n\n"
+        "  Tracks with no main genre are excluded from `genres` (they may still serve `captions`, as in the "
+        f"thesis) and counted: {info['summary']['no_main_genre']}."
+    )
+
+
 def render_card(info: dict[str, Any]) -> DatasetCard:
     """`info` comes from the builder: see `build_dataset.card_info`."""
     summary = info["summary"]
@@ -109,11 +121,7 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         "sentences are asked again, then listed as failed in `skipped.jsonl` with the raw answer.\n",
         "## How it was built\n",
         f"```\n{info['command']}\n```\n",
-        f"- Genre labels: a label given by the source (folder name, style class) wins; otherwise raw tags are "
-        f"mapped to the main genres {json.dumps(info['main_genres'])} by the thesis' Table 2 majority rule:\n",
-        "```\n" + (genre_rules.__doc__ or "").strip() + "\n```\n",
-        "  Tracks with no main genre are excluded from `genres` (they may still serve `captions`, as in the "
-        "thesis) and counted as `no main genre`.",
+        _label_rule(info),
         f"- Split: {info['split_rule']}",
         "- Decoding and clip rules:\n\n```\n" + (DECODE_RULES or "").strip() + "\n```\n",
         f"- Feature extractor: `{info['feature_extractor']}` (saved in `feature_extractor/`).",

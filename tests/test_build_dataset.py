@@ -171,6 +171,8 @@ def test_manifest_build_maps_tags_and_reports_bad_rows(tmp_path: Path, immich_tr
     assert sorted(list(genres["train"]["genre"]) + list(genres["test"]["genre"])) == [0, 0, 0, 1, 1, 1]
     captions = load_dataset(str(out), "captions")["train"].remove_columns(["audio", "mel"])
     assert sorted(captions["lyrics"]) == ["café au lait", "la la love"]
+    card = (out / "README.md").read_text()
+    assert "Tie rule" in card and "counted: 1" in card
 
 
 def test_manifest_without_path_column_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -243,3 +245,19 @@ def test_llm_captions_through_a_real_server_and_rerun_asks_nothing_twice(
     assert all(raw and raw.startswith("The sentiment of song") for raw in captions["caption_raw"])
     assert "Write one sentence summarizing the sentiment" in captions[0]["caption_prompt"]
     assert "Write one sentence summarizing the sentiment" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_music21_small_build_has_every_class_and_captions(tmp_path: Path) -> None:
+    """The default source's small build (renders with FluidSynth; minutes on 2 cores), in 2 processes."""
+    out = tmp_path / "m21"
+    summary = _build("--source", "music21", "--size", "small", "--output", str(out), "--num-proc", "2")
+    genres = load_dataset(str(out), "genres")
+    captions = load_dataset(str(out), "captions")["train"]
+    names = genres["train"].features["genre"].names
+    assert len(names) == 7 and set(genres["train"]["genre"]) == set(genres["test"]["genre"]) == set(range(7))
+    assert len(captions) == summary["captions_rows"] > 0
+    assert not set(captions["group_id"]) & set(
+        list(genres["train"]["group_id"]) + list(genres["test"]["group_id"])
+    )
+    assert "The music21 corpus source" in (out / "README.md").read_text()
