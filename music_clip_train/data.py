@@ -35,7 +35,12 @@ def _load_config(dataset: str, config: str) -> DatasetDict:
             f"dataset {dataset!r} has no {config!r} config (it has: {', '.join(names) or 'none'}); "
             "build it with build_dataset.py, which writes both 'captions' and 'genres'"
         )
-    return load_dataset(dataset, config)
+    try:
+        return load_dataset(dataset, config)
+    except ValueError as err:  # e.g. a split file with no rows: "Instruction 'test' corresponds to no data"
+        raise InputError(
+            f"dataset {dataset!r} config {config!r} could not be loaded: {err} (a split with no rows?)"
+        ) from None
 
 
 def _check_columns(split: Dataset, needed: tuple[str, ...], where: str) -> None:

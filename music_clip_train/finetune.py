@@ -141,8 +141,11 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
         weight_decay=args.weight_decay,
     )
     sampler = EpochBatchSampler(len(fit), args.batch_size, args.seed)
-    loader = DataLoader(
-        list(range(len(fit))), batch_sampler=sampler, collate_fn=ClassificationCollator(fit, fe)
+    loader = DataLoader(  # own generator: iterators draw nothing from the global RNG (see pretrain.py)
+        list(range(len(fit))),
+        batch_sampler=sampler,
+        collate_fn=ClassificationCollator(fit, fe),
+        generator=torch.Generator().manual_seed(args.seed),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
@@ -163,7 +166,7 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
             unwrapped.unfreeze_audio_encoder()
         else:
             unwrapped.freeze_audio_encoder()
-        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # accelerate's loader re-sets its sampler's epoch on every __iter__
         model.train()
         losses = []
         for batch in loader:

@@ -108,7 +108,12 @@ def run(args: PretrainArgs) -> dict:
         collate = PretrainCollator(
             split, args.objective, fe, tokenizer, model.config.text_max_length, cached_text=args.freeze_text
         )
-        return DataLoader(list(range(len(split))), batch_sampler=sampler, collate_fn=collate), sampler
+        # Its own generator: creating an iterator then draws no number from the global RNG, which the losses use
+        # (a resumed run creates one iterator more than an uninterrupted one).
+        generator = torch.Generator().manual_seed(args.seed)
+        return DataLoader(
+            list(range(len(split))), batch_sampler=sampler, collate_fn=collate, generator=generator
+        ), sampler
 
     train_loader, sampler = loader(train, shuffle=True)
     held_loader, _ = loader(held, shuffle=False) if len(held) >= 2 else ([], None)
@@ -136,7 +141,8 @@ def run(args: PretrainArgs) -> dict:
     )
     while progress.step < total_steps:
         epoch, done_in_epoch = divmod(progress.step, steps_per_epoch)
-        sampler.set_epoch(epoch)
+        train_loader.set_epoch(epoch)  # accelerate's loader re-sets its sampler's epoch on every __iter__
+        sampler.set_epoch(epoch)  # ... except through skip_first_batches' wrapper: set it directly too
         model.train()
         if args.freeze_text:
             unwrapped.text_model.eval()
@@ -152,7 +158,8 @@ def run(args: PretrainArgs) -> dict:
             progress.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            if progress.step % args.checkpoint_every == 0:
+            # An epoch's last step is saved after its evaluation below, so a resume never loses the record.
+            if progress.step % args.checkpoint_every == 0 and progress.step % steps_per_epoch:
                 save_checkpoint(accelerator, output, progress.step)
             if args.debug_kill_after_step == progress.step:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -173,6 +180,8 @@ def run(args: PretrainArgs) -> dict:
             }
         progress.history.append(record)
         accelerator.print(json.dumps(record))
+        if progress.step % args.checkpoint_every == 0:
+            save_checkpoint(accelerator, output, progress.step)
     bar.close()
 
     result = {

@@ -160,6 +160,7 @@ def run(args: SweepArgs) -> dict:
                 window_samples=args.window_samples,
                 checkpoint_every=0,
                 save_model=False,
+                cap_n=True,
                 show_progress=False,
             ),
             genres=genres,

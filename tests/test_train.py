@@ -1,0 +1,386 @@
+"""train.py end to end on a tiny dataset folder in the builder's format (Parquet + README `configs:`).
+
+Mels are random (training never decodes audio); the text tower is the real packaged MiniLM. Each test runs the
+real CLI entry point (`train.main`) or the same code in a subprocess where a real `kill -9` is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Array2D, ClassLabel, Dataset, Features, List, Value
+from safetensors.torch import load_file
+
+import train
+from music_clip_train.subsets import nested_order
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW = 65_536  # 65 frames: about the smallest window the thesis CNN accepts; keeps CPU steps tiny
+LABELS = ("calm", "happy", "tender")
+OBJECTIVES = ("ntxent", "independent", "supcon", "triplet", "matching")
+
+torch.set_num_threads(1)  # on a shared 2-core machine one thread per process is several times faster
+
+
+def _mels(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    return [rng.random((60 + int(rng.integers(0, 30)), 64), dtype=np.float32) for _ in range(n)]
+
+
+def write_dataset(
+    root: Path,
+    n_captions: int = 10,
+    n_train: int = 24,
+    n_test: int = 6,
+    seed: int = 0,
+    drop: str | None = None,
+) -> Path:
+    """A dataset folder with the columns of DESIGN.md "Dataset folder" (minus audio: training never reads it)."""
+    rng = np.random.default_rng(seed)
+    common = {
+        "track_id": Value("string"),
+        "group_id": Value("string"),
+        "source": Value("string"),
+        "mel": Array2D((None, 64), "float32"),
+        "mel_length": Value("int64"),
+    }
+    moods = [LABELS[i % 3] for i in range(n_captions)]
+    sentences = [
+        [f"The song feels {m}.", f"It is about place number {i}.", f"A {m} acoustic tune."]
+        for i, m in enumerate(moods)
+    ]
+    mels = _mels(rng, n_captions)
+    captions = {
+        "track_id": [f"cap{i}" for i in range(n_captions)],
+        "group_id": [f"capg{i}" for i in range(n_captions)],
+        "source": ["fixture"] * n_captions,
+        "mel": mels,
+        "mel_length": [len(m) for m in mels],
+        "caption": [" ".join(s) for s in sentences],
+        "sentences": sentences,
+    }
+    if drop:
+        captions.pop(drop)
+    cap_features = Features({**common, "caption": Value("string"), "sentences": List(Value("string"))})
+    cap_features = Features({k: v for k, v in cap_features.items() if k in captions})
+    (root / "captions").mkdir(parents=True)
+    Dataset.from_dict(captions, features=cap_features).to_parquet(
+        str(root / "captions/train-00000-of-00001.parquet")
+    )
+    genre_features = Features({**common, "genre": ClassLabel(names=list(LABELS))})
+    (root / "genres").mkdir()
+    for split, n in (("train", n_train), ("test", n_test)):
+        mels = _mels(rng, n)
+        Dataset.from_dict(
+            {
+                "track_id": [f"{split}{i}" for i in range(n)],
+                "group_id": [f"{split}g{i}" for i in range(n)],
+                "source": ["fixture"] * n,
+                "mel": mels,
+                "mel_length": [len(m) for m in mels],
+                "genre": [i % 3 for i in range(n)],
+            },
+            features=genre_features,
+        ).to_parquet(str(root / f"genres/{split}-00000-of-00001.parquet"))
+    (root / "README.md").write_text(
+        "---\nconfigs:\n- config_name: captions\n  data_files:\n  - split: train\n    path: captions/train-*.parquet\n"
+        "- config_name: genres\n  data_files:\n  - split: train\n    path: genres/train-*.parquet\n"
+        "  - split: test\n    path: genres/test-*.parquet\n---\n# tiny test corpus\n"
+    )
+    (root / "feature_extractor").mkdir()
+    (root / "feature_extractor/preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "feature_size": 64,
+                "sampling_rate": 16000,
+                "n_fft": 2048,
+                "hop_length": 1024,
+                "window_samples": WINDOW,
+            }
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("ds"))
+
+
+@pytest.fixture(scope="module")
+def pretrained(dataset, tmp_path_factory) -> Path:
+    """One SCL checkpoint shared by the finetune and sweep tests (laid out as a --pretrained-dir)."""
+    root = tmp_path_factory.mktemp("pretrained")
+    assert (
+        train.main(
+            [
+                "pretrain",
+                "--dataset",
+                str(dataset),
+                "--objective",
+                "supcon",
+                "--output",
+                str(root / "supcon"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--holdout",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def _pretrain_args(dataset: Path, objective: str, output: Path, *extra: str) -> list[str]:
+    return [
+        "pretrain",
+        "--dataset",
+        str(dataset),
+        "--objective",
+        objective,
+        "--output",
+        str(output),
+        "--batch-size",
+        "16",
+        "--holdout",
+        "0.2",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_each_objective_pretrains_and_saves_a_loadable_folder(dataset, tmp_path, objective) -> None:
+    from transformers import AutoModel
+
+    out = tmp_path / objective
+    assert train.main(_pretrain_args(dataset, objective, out, "--epochs", "1")) == 0
+    result = json.loads((out / "train_results.json").read_text())
+    assert result["steps"] == 1 and result["train_tracks"] == 8 and result["heldout_tracks"] == 2
+    record = result["history"][0]
+    assert np.isfinite(record["heldout_loss"])
+    assert 0 <= record["heldout_recall"]["text_to_music"]["recall@1"] <= 1
+    card = (out / "README.md").read_text()
+    assert f"(`{objective}`)" in card and "frozen" in card and "Citation" in card
+    assert (out / "preprocessor_config.json").is_file() and (out / "processor_config.json").is_file()
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert model.config.objective == objective and model.config.window_samples == WINDOW
+    saved = load_file(out / "model.safetensors")
+    assert torch.equal(model.state_dict()["audio_projection.z.weight"], saved["audio_projection.z.weight"])
+
+
+def test_frozen_text_tower_is_untouched_and_heads_train(dataset, pretrained) -> None:
+    from transformers import AutoModel
+
+    from modeling_music_clip import MusicClipModel, default_text_tower
+
+    trained = MusicClipModel.from_pretrained(pretrained / "supcon")
+    original = AutoModel.from_pretrained(default_text_tower())
+    for name, value in original.state_dict().items():
+        assert torch.equal(trained.text_model.state_dict()[name], value), name
+    fresh = MusicClipModel.from_text_pretrained(objective="supcon", window_samples=WINDOW)
+    assert not torch.equal(fresh.text_projection.v.weight, trained.text_projection.v.weight)
+
+
+def test_finetune_from_pretrained_trains_head_first(dataset, pretrained, tmp_path) -> None:
+    out = tmp_path / "ft"
+    # One epoch with the tower frozen until epoch 5: the audio tower (BatchNorm statistics included) must not move.
+    assert (
+        train.main(
+            [
+                "finetune",
+                "--dataset",
+                str(dataset),
+                "--init",
+                str(pretrained / "supcon"),
+                "--output",
+                str(out),
+                "--n",
+                "18",
+                "--epochs",
+                "1",
+                "--unfreeze-epoch",
+                "5",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert (result["n_used"], result["n_fit"] + result["n_val"]) == (18, 18)
+    assert result["history"][0]["tower_frozen"] is True
+    assert 0 <= result["test"]["macro_f1"] <= 1 and result["test"]["num_examples"] == 6
+    source, tuned = load_file(pretrained / "supcon/model.safetensors"), load_file(out / "model.safetensors")
+    tower = [k for k in tuned if k.startswith("audio_encoder.")]
+    assert any("running_mean" in k for k in tower)
+    for key in tower + ["audio_projection.v.weight"]:
+        assert torch.equal(source[key], tuned[key]), key
+    from transformers import pipeline
+
+    classify = pipeline("audio-classification", model=str(out), trust_remote_code=True)
+    labels = {p["label"] for p in classify(np.zeros(16000, dtype=np.float32), top_k=3)}
+    assert labels == {"calm", "happy", "tender"}
+
+
+def test_finetune_from_scratch_unfreezes_at_once(dataset, tmp_path) -> None:
+    out = tmp_path / "scratch"
+    assert (
+        train.main(
+            [
+                "finetune",
+                "--dataset",
+                str(dataset),
+                "--init",
+                "none",
+                "--output",
+                str(out),
+                "--n",
+                "12",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert result["unfreeze_epoch"] == 0 and result["history"][0]["tower_frozen"] is False
+    assert "from scratch" in (out / "README.md").read_text()
+
+
+def test_nested_stratified_subsets() -> None:
+    labels = np.repeat([0, 1, 2], [40, 20, 10])
+    order = nested_order(labels, seed=3)
+    assert sorted(order.tolist()) == list(range(70))
+    for n in (7, 14, 35):
+        counts = np.bincount(labels[order[:n]], minlength=3)
+        assert np.all(np.abs(counts - n * np.array([40, 20, 10]) / 70) <= 1), (n, counts)
+    assert not np.array_equal(order, nested_order(labels, seed=4))
+
+
+def test_sweep_writes_report_and_skips_finished_cells(dataset, pretrained, tmp_path, capsys) -> None:
+    out = tmp_path / "sweep"
+    argv = [
+        "sweep",
+        "--dataset",
+        str(dataset),
+        "--output",
+        str(out),
+        "--objectives",
+        "none",
+        "supcon",
+        "--sizes",
+        "12",
+        "100",
+        "--seeds",
+        "0",
+        "1",
+        "--pretrained-dir",
+        str(pretrained),
+        "--finetune-epochs",
+        "1",
+        "--unfreeze-epoch",
+        "1",
+        "--batch-size",
+        "8",
+    ]
+    assert train.main(argv) == 0
+    first = capsys.readouterr().out
+    assert (
+        "N=100 is more than the 24 training examples; using 24" in first and "8 cells run, 0 skipped" in first
+    )
+    runs = json.loads((out / "runs.json").read_text())
+    assert len(runs) == 8 and {r["n_used"] for r in runs} == {12, 24}
+    table = (out / "table.md").read_text()
+    assert "| SCL |" in table and "| Audio Encoder |" in table and "100 (→24)" in table and "±" in table
+    readme = (out / "README.md").read_text()
+    assert "Thesis Table 6" in readme and "| 0.08 | 0.21 | 0.27 | 0.26 | 0.32 | 0.35 |" in readme
+    for png in ("macro_f1_vs_n.png", "macro_f1_boxplot.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert train.main(argv) == 0
+    assert "0 cells run, 8 skipped" in capsys.readouterr().out
+    assert (out / "table.md").read_text() == table
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown objective", "unknown objective 'clip'"),
+        ("missing column", "lacks column(s) sentences"),
+        ("missing config", "has no 'genres' config"),
+        ("other architecture", "holds a 'bert' model"),
+        ("empty split", "a split with no rows?"),
+        ("too many", "--n 500 is larger than the genres train split (24 examples)"),
+    ],
+)
+def test_bad_input_stops_before_training(dataset, tmp_path, capsys, case, message) -> None:
+    from modeling_music_clip import default_text_tower
+
+    out = tmp_path / "out"
+    if case == "unknown objective":
+        argv = _pretrain_args(dataset, "clip", out)
+    elif case == "missing column":
+        argv = _pretrain_args(write_dataset(tmp_path / "nocol", drop="sentences"), "supcon", out)
+    elif case == "missing config":
+        bad = write_dataset(tmp_path / "noconf")
+        readme = (bad / "README.md").read_text()
+        (bad / "README.md").write_text(readme.split("- config_name: genres")[0] + "---\n")
+        argv = ["finetune", "--dataset", str(bad), "--init", "none", "--output", str(out)]
+    elif case == "other architecture":
+        argv = ["finetune", "--dataset", str(dataset), "--init", default_text_tower(), "--output", str(out)]
+    elif case == "empty split":
+        argv = [
+            "finetune",
+            "--dataset",
+            str(write_dataset(tmp_path / "empty", n_test=0)),
+            "--init",
+            "none",
+            "--output",
+            str(out),
+        ]
+    else:
+        argv = ["finetune", "--dataset", str(dataset), "--init", "none", "--output", str(out), "--n", "500"]
+    assert train.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_pretrain_resumes_after_kill_9_with_the_same_result(dataset, tmp_path) -> None:
+    # Triplet samples positives/negatives with the RNG, so equality also checks that the RNG state is restored.
+    # 8 tracks: 2 steps per epoch; checkpoints at steps 2 and 3 (3 is mid-epoch: resuming skips a batch).
+    common = ["--epochs", "2", "--batch-size", "4", "--checkpoint-every", "1"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert train.main(_pretrain_args(dataset, "triplet", whole, *common)) == 0
+    crash = _run_cli(_pretrain_args(dataset, "triplet", killed, *common, "--debug-kill-after-step", "4"))
+    assert crash.returncode == -9, crash.stderr[-2000:]
+    # Killed after step 4 before its checkpoint: the newest is step 3, so one interval is lost, no more.
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    assert train.main(_pretrain_args(dataset, "triplet", killed, *common, "--resume")) == 0
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
+    assert history[0] == history[1]
