@@ -102,15 +102,15 @@ def results_table(hits: list[Hit], columns: list[str]) -> pd.DataFrame:
 
 
 def players(hits: list[Hit]) -> list:
-    """One audio player per result slot; unused slots hidden."""
+    """One audio player per result slot; unused slots hidden (plain updates: building components is slow)."""
     updates = []
     for slot in range(MAX_RESULTS):
         if slot < len(hits) and hits[slot].audio_path:
             h = hits[slot]
             label = f"{h.rank}. {h.title or h.track_id} · {h.genre or 'no genre'} · score {h.score:.3f}"
-            updates.append(gr.Audio(value=h.audio_path, label=label, visible=True))
+            updates.append(gr.update(value=h.audio_path, label=label, visible=True))
         else:
-            updates.append(gr.Audio(value=None, visible=False))
+            updates.append(gr.update(value=None, visible=False))
     return updates
 
 

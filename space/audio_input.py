@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torchcodec.decoders import AudioDecoder
 
 
 class UploadError(ValueError):
@@ -20,12 +19,20 @@ def decode_upload(path: str | None, max_seconds: float) -> tuple[np.ndarray, int
     """
     if not path:
         raise UploadError("Upload or record a clip first.")
+    from torchcodec.decoders import AudioDecoder  # loads FFmpeg's libraries: seconds, so not at start-up
+
     name = Path(path).name
     try:
         decoder = AudioDecoder(path)
         duration = decoder.metadata.duration_seconds
+        if duration == 0:
+            raise UploadError(f"`{name}` contains no audio samples (an empty recording?).")
         samples = decoder.get_samples_played_in_range(0.0, max_seconds)
+    except UploadError:
+        raise
     except Exception as err:  # torchcodec raises RuntimeError/ValueError for broken or non-audio files
+        if "No audio frames were decoded" in str(err):
+            raise UploadError(f"`{name}` contains no audio samples (an empty recording?).") from err
         raise UploadError(
             f"Could not read audio from `{name}`: is it an audio or video file? ({err})"
         ) from err

@@ -23,8 +23,6 @@ from datasets import (
     get_dataset_config_names,
     load_dataset,
 )
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 
 AUDIO_INDEX = "audio_embedding"
 TEXT_INDEX = "caption_embedding"
@@ -234,6 +232,9 @@ class Library:
     def projection(self, method: str = "PCA") -> dict[str, list]:
         """2-D coordinates of (a fixed sample of) the library's audio embeddings, for the map."""
         if method not in self._projections:
+            from sklearn.decomposition import PCA  # only the map needs scikit-learn: keep start-up lean
+            from sklearn.manifold import TSNE
+
             n = len(self.tracks)
             rows = (
                 np.sort(np.random.default_rng(0).permutation(n)[:MAP_POINTS])
