@@ -47,7 +47,10 @@ CACHE_DIR_NAME = ".cache"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--source", choices=sorted(SOURCES), default=DEFAULT_SOURCE, help="where the music comes from"
+        "--source",
+        choices=sorted(SOURCES),
+        help=f"where the music comes from (default: manifest with --metadata, folder with --audio-dir, "
+        f"else {DEFAULT_SOURCE})",
     )
     p.add_argument("--size", choices=["small", "quick", "full"], default="small", help="music21 build size")
     p.add_argument("--audio-dir", type=Path, help="folder of audio (folder source: one sub-folder per genre)")
@@ -75,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
     )
     args = p.parse_args(argv)
+    if args.source is None:  # `--audio-dir x --metadata y` alone means the user's own music, as in the issue
+        args.source = "manifest" if args.metadata else "folder" if args.audio_dir else DEFAULT_SOURCE
     if args.prompt not in ("thesis", "lyrics-comment"):
         prompt_file = Path(args.prompt)
         if not prompt_file.is_file():

@@ -55,10 +55,11 @@ def music_dir(tmp_path_factory: pytest.TempPathFactory, immich_tracks: list[Path
 @pytest.fixture(scope="module")
 def folder_build(music_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ds") / "folder_ds"
-    summary = _build(
-        "--source", "folder", "--audio-dir", str(music_dir), "--output", str(out), "--num-proc", "1",
+    summary = _build(  # no --source: --audio-dir alone means folder-per-genre
+        "--audio-dir", str(music_dir), "--output", str(out), "--num-proc", "1",
         "--max-seconds", MAX_SECONDS, "--test-size", "0.5", "--seed", "3",
     )  # fmt: skip
+    assert summary["source"] == "folder"
     return out, summary
 
 
