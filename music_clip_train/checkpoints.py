@@ -7,6 +7,7 @@ registered checkpointable object, so it travels with the model, optimizer and RN
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,18 @@ class Progress:
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.history = list(state["history"])
+
+
+def finished_result(results_file: Path, args: dict) -> dict | None:
+    """A finished run's results when it was made with the same arguments: `--resume` then has nothing to do."""
+    if not results_file.is_file():
+        return None
+    result = json.loads(results_file.read_text())
+    ignore = {"resume", "push_to_hub", "show_progress"}
+    same = {k: v for k, v in result.get("args", {}).items() if k not in ignore} == {
+        k: v for k, v in args.items() if k not in ignore
+    }
+    return result if same else None
 
 
 def checkpoint_dirs(output: Path) -> list[Path]:

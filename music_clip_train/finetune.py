@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .cards import finetune_card
-from .checkpoints import Progress, resume_latest, save_checkpoint
+from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
 from .collate import ClassificationCollator, EpochBatchSampler
 from .data import GenreData, GenreSplit, check_mel_config, dataset_feature_config, load_genres
 from .errors import InputError
@@ -117,6 +117,12 @@ def predict(model, split: GenreSplit, feature_extractor, batch_size: int = 64) -
 def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
     validate(args)
     output = Path(args.output)
+    done = finished_result(
+        output / "results.json", {k: v for k, v in asdict(args).items() if k != "debug_kill_after_epoch"}
+    )
+    if args.resume and done:
+        print(f"{output}: already finished with these arguments; nothing to resume")
+        return done
     started = time.time()
     dataset_fe = dataset_feature_config(args.dataset)
     genres = genres or load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))

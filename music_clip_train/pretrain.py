@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .cards import pretrain_card
-from .checkpoints import Progress, resume_latest, save_checkpoint
+from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
 from .collate import OBJECTIVES, EpochBatchSampler, PretrainCollator, flat_texts
 from .data import check_mel_config, dataset_feature_config, load_captions
 from .errors import InputError
@@ -77,6 +77,12 @@ def _heldout_loss(model, loader, cache) -> float | None:
 def run(args: PretrainArgs) -> dict:
     validate(args)
     output = Path(args.output)
+    done = finished_result(
+        output / "train_results.json", {k: v for k, v in asdict(args).items() if k != "debug_kill_after_step"}
+    )
+    if args.resume and done:
+        print(f"{output}: already finished with these arguments; nothing to resume")
+        return done
     accelerator = Accelerator()
     set_seed(args.seed)
     started = time.time()

@@ -384,3 +384,56 @@ def test_pretrain_resumes_after_kill_9_with_the_same_result(dataset, tmp_path) -
         assert torch.equal(a[key], b[key]), key
     history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
     assert history[0] == history[1]
+
+
+def test_finetune_resumes_after_kill_9_with_the_same_result(dataset, pretrained, tmp_path, capsys) -> None:
+    def argv(out: Path, *extra: str) -> list[str]:
+        return [
+            "finetune",
+            "--dataset",
+            str(dataset),
+            "--init",
+            str(pretrained / "supcon"),
+            "--output",
+            str(out),
+            "--n",
+            "18",
+            "--epochs",
+            "3",
+            "--unfreeze-epoch",
+            "1",
+            "--batch-size",
+            "8",
+            "--checkpoint-every",
+            "2",
+            *extra,
+        ]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert train.main(argv(whole)) == 0
+    crash = _run_cli(argv(killed, "--debug-kill-after-epoch", "3"))
+    assert crash.returncode == -9, crash.stderr[-2000:]
+    assert [p.name for p in (killed / "checkpoints").iterdir()] == ["step-0000002"]
+    assert train.main(argv(killed, "--resume")) == 0
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    results = [json.loads((d / "results.json").read_text()) for d in (whole, killed)]
+    assert results[0]["history"] == results[1]["history"] and results[0]["test"] == results[1]["test"]
+    capsys.readouterr()
+    assert train.main(argv(killed, "--resume")) == 0  # finished with the same arguments: nothing to do
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_evaluate_writes_json_and_card(dataset, pretrained) -> None:
+    model = pretrained / "supcon"
+    assert train.main(["evaluate", "--model", str(model), "--dataset", str(dataset)]) == 0
+    scores = json.loads((model / "evaluation.json").read_text())
+    assert scores["heldout"] == {"fraction": 0.2, "seed": 0, "tracks": 2, "same_split_as_pretraining": True}
+    t2m = scores["retrieval"]["text_to_music"]
+    assert t2m["num_queries"] == 6 and t2m["num_candidates"] == 2  # three sentences per held-out track
+    assert (
+        scores["zero_shot"]["prompts"][0] == "This is a sound of calm."
+        and scores["zero_shot"]["num_examples"] == 6
+    )
+    card = (model / "README.md").read_text()
+    assert card.count("## Evaluation (`train.py evaluate`)") == 1 and '"map@10"' in card
