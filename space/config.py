@@ -7,18 +7,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# What the project's main job writes (the lead keeps these in line with train.py / build_dataset.py).
-DEFAULT_MODEL = "runs/demo/pretrained"
-DEFAULT_CLASSIFIER = "runs/demo/classifier"
+# What the project's main job (`python main_job.py`, quick profile) writes, relative to the repository.
+DEFAULT_MODEL = "runs/quick/pretrained/supcon"
+DEFAULT_CLASSIFIER = "runs/quick/classifier"
 DEFAULT_LIBRARY = "data/music21-quick"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The commands that make each default, shown in the UI when one is missing.
-MAKE_MODEL = "python train.py pretrain --dataset data/music21-quick --output runs/demo/pretrained"
+# The commands that make each default, shown in the UI when one is missing (`./run.sh` makes all three).
+MAKE_LIBRARY = "python build_dataset.py --source music21 --size quick --output data/music21-quick"
+MAKE_MODEL = "python train.py pretrain --dataset data/music21-quick --objective supcon --output runs/quick/pretrained/supcon"
 MAKE_CLASSIFIER = (
-    "python train.py finetune --pretrained runs/demo/pretrained --dataset data/music21-quick "
-    "--output runs/demo/classifier"
+    "python train.py finetune --dataset data/music21-quick --init runs/quick/pretrained/supcon "
+    "--output runs/quick/classifier"
 )
-MAKE_LIBRARY = "python build_dataset.py --source music21 --size small --output data/music21-quick"
 
 # Limits a visitor is told about: uploads above MAX_UPLOAD_MB are refused by the server; longer clips are
 # analysed over their first MAX_ANALYSED_SECONDS (the thesis' 4.5-minute window).
@@ -50,6 +51,13 @@ def missing(ref: str, what: str, command: str) -> str | None:
     return f"No {what} at `{ref}`. Make it with `{command}`, or point the Space elsewhere (see the README)."
 
 
+def resolve(ref: str, default: str) -> str:
+    """The default paths are relative to the repository, so `python space/app.py` works from any folder."""
+    if ref == default and not Path(ref).exists() and (REPO_ROOT / ref).exists():
+        return str(REPO_ROOT / ref)
+    return ref
+
+
 def parse_args(argv: list[str] | None = None) -> SpaceConfig:
     parser = argparse.ArgumentParser(description="MusicCLIP Gradio Space")
     parser.add_argument("--model", default=os.environ.get("MUSICCLIP_MODEL", DEFAULT_MODEL))
@@ -62,4 +70,10 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         help="bind address (a Space sets GRADIO_SERVER_NAME=0.0.0.0)",
     )
     args = parser.parse_args(argv)
-    return SpaceConfig(args.model, args.classifier, args.library, args.port, args.host)
+    return SpaceConfig(
+        resolve(args.model, DEFAULT_MODEL),
+        resolve(args.classifier, DEFAULT_CLASSIFIER),
+        resolve(args.library, DEFAULT_LIBRARY),
+        args.port,
+        args.host,
+    )

@@ -81,10 +81,11 @@ def model_fingerprint(model: torch.nn.Module, feature_extractor) -> str:
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """Names, sizes and mtimes of a dataset folder's files (the Space's own cache excluded)."""
+    """Names, sizes and mtimes of a dataset folder's files (hidden caches such as ours and the builder's
+    `.cache/` excluded)."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and CACHE_DIR_NAME not in path.parts:
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
             stat = path.stat()
             digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]
