@@ -77,9 +77,10 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         f"(captions {summary['captions_rows']}, genres {summary['genres_rows']}); "
         f"skipped: {summary['skipped']} (each with its reason in `skipped.jsonl`).\n",
         _table(genre_rows, ["genre", "train", "test"]) + "\n",
-        "Captions by origin: "
+        "Captions in this build: "
         + ", ".join(f"{k} {v}" for k, v in captions.items())
-        + " (`caption_source` column: llm / template / human).\n",
+        + " (new / cached: LLM answers asked now / read from the answer cache; `caption_source` column: "
+        "llm / template / human).\n",
     ]
     if summary.get("skipped_by_reason"):
         reason_rows = [[k, v] for k, v in summary["skipped_by_reason"].items()]
@@ -116,7 +117,8 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         f"- Endpoint model: `{info['caption_model'] or 'none (template captions)'}`; temperature: "
         f"{info['caption_temperature']}.",
         f"- Prompt (`{info['caption_prompt_name']}`):\n\n```\n{prompt}\n```\n",
-        "Without an endpoint, captions are written from each track's real metadata by template and marked "
+        "Without an endpoint, and for tracks without lyrics (the prompt would ask about nothing), captions are "
+        "written from each track's real metadata by template and marked "
         "`caption_source = template`. LLM answers are split into sentences with pysbd; answers that are not three "
         "sentences are asked again, then listed as failed in `skipped.jsonl` with the raw answer.\n",
         "## How it was built\n",
