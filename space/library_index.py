@@ -45,25 +45,26 @@ class Hit:
 
 
 def index_factory(n: int) -> tuple[str, int]:
-    """FAISS factory string and nprobe for `n` vectors: exact when small, inverted lists beyond.
+    """FAISS factory string and nprobe for `n` vectors: exact when small, inverted lists (IVF) beyond.
 
-    nlist ≈ 4·√n is FAISS' usual rule; nprobe is chosen so recall@10 stays ≥ 0.95 on the benchmark's
-    clustered embeddings (benchmarks/bench_search.py).
+    nlist ≈ √n lists; nprobe = nlist / 32 keeps recall@10 ≥ 0.95 at ~1 ms per query on the benchmark's
+    clustered embeddings (benchmarks/bench_search.py prints recall and latency for nprobe / 2, × 1, × 2).
     """
     if n <= EXACT_LIMIT:
         return "Flat", 0
-    nlist = int(2 ** round(math.log2(4 * math.sqrt(n))))
-    return f"IVF{nlist},Flat", max(8, nlist // 64)
+    nlist = int(2 ** round(math.log2(math.sqrt(n))))
+    return f"IVF{nlist},Flat", max(8, nlist // 32)
 
 
-def add_index(ds: Dataset, column: str, nprobe_override: int | None = None) -> None:
+def add_index(ds: Dataset, column: str) -> None:
     """`ds.add_faiss_index` with inner product on the (already L2-normalised) column."""
     factory, nprobe = index_factory(len(ds))
-    train_size = min(len(ds), 256 * int(factory[3:].split(",")[0])) if factory.startswith("IVF") else None
+    # k-means on 64 points per list is plenty (FAISS warns below 39) and keeps a 1M build to seconds
+    train_size = min(len(ds), 64 * int(factory[3:].split(",")[0])) if nprobe else None
     ds.add_faiss_index(
         column, string_factory=factory, metric_type=faiss.METRIC_INNER_PRODUCT, train_size=train_size
     )
-    set_nprobe(ds.get_index(column).faiss_index, nprobe_override or nprobe)
+    set_nprobe(ds.get_index(column).faiss_index, nprobe)
 
 
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
@@ -94,28 +95,29 @@ def folder_fingerprint(folder: Path) -> str:
 def load_library(ref: str, cache_dir: str | None = None) -> Dataset:
     """Both configs of a MusicCLIP dataset (folder or Hub id) as one table: captions rows keep their caption,
     genres rows their genre name; audio stays undecoded (bytes) until a result is played."""
-    parts = []
     configs = get_dataset_config_names(ref)
-    for config in ("captions", "genres"):
-        if config not in configs:
-            continue
-        splits = load_dataset(ref, config, cache_dir=cache_dir)
-        for split in splits.values():
-            parts.append(_normalise_rows(split, config))
-    if not parts:
+    loaded = {c: load_dataset(ref, c, cache_dir=cache_dir) for c in ("captions", "genres") if c in configs}
+    if not loaded:
         raise ValueError(f"`{ref}` has neither a `captions` nor a `genres` config.")
+    names = next(iter(loaded["genres"].values())).features["genre"].names if "genres" in loaded else []
+    parts = [
+        _normalise_rows(split, config, names)
+        for config, splits in loaded.items()
+        for split in splits.values()
+    ]
     return concatenate_datasets(parts)
 
 
-def _normalise_rows(ds: Dataset, config: str) -> Dataset:
+def _normalise_rows(ds: Dataset, config: str, names: list[str]) -> Dataset:
     if config == "genres":
-        names = ds.features["genre"].names
         ds = ds.cast_column("genre", Value("int64"))
         ds = ds.map(lambda g: {"genre": [names[i] for i in g]}, input_columns="genre", batched=True)
         ds = ds.cast_column("genre", Value("string"))
         ds = ds.add_column("caption", [""] * len(ds))
     else:
-        ds = ds.add_column("genre", [""] * len(ds))
+        # Captioned tracks carry no label; a tag that is exactly a class name (e.g. an immich mood) stands in.
+        known = set(names)
+        ds = ds.add_column("genre", [next((tag for tag in tags if tag in known), "") for tags in ds["tags"]])
     ds = ds.cast_column("audio", Audio(decode=False))
     return ds.select_columns([*META_COLUMNS, "mel", "audio"])
 
@@ -266,6 +268,6 @@ def _cache_base(ref: str, cache_root: str | None) -> Path:
         return Path(cache_root)
     local = Path(ref)
     if local.is_dir() and os.access(local, os.W_OK):
-        return local / CACHE_DIR_NAME
+        return local.resolve() / CACHE_DIR_NAME
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     return hf_home / "musicclip-space" / hashlib.sha256(str(local.resolve()).encode()).hexdigest()[:16]

@@ -410,7 +410,13 @@ def test_library_map_projects_every_track_by_genre(client):
     points, note = client.predict("PCA", api_name="/library_map")
     assert len(points["data"]) == 20
     genres = {row[points["columns"].index("genre")] for row in points["data"]}
-    assert genres == {"calm", "energetic", "happy", "nostalgic", "tender", "(captions only)"}
+    assert genres == {
+        "calm",
+        "energetic",
+        "happy",
+        "nostalgic",
+        "tender",
+    }  # captioned rows: by their mood tag
     assert note.startswith("20 tracks (10 with captions)")
 
 
