@@ -101,6 +101,11 @@ def run(args: PretrainArgs) -> dict:
     check_mel_config(dataset_fe, fe.to_dict(), f"dataset {args.dataset!r}")
     model.to(accelerator.device)
 
+    # Parameters this objective's loss never touches get no gradient; DDP (multi-process) would wait for them.
+    if args.objective != "matching":
+        model.matching_head.requires_grad_(False)
+    if args.objective in ("triplet", "matching"):
+        model.logit_scale.requires_grad_(False)
     cache = held_cache = None
     if args.freeze_text:
         model.text_model.requires_grad_(False)
@@ -136,7 +141,7 @@ def run(args: PretrainArgs) -> dict:
     accelerator.register_for_checkpointing(progress)
 
     resumed_from = resume_latest(accelerator, output) if args.resume else None
-    steps_per_epoch = len(sampler)
+    steps_per_epoch = len(train_loader)  # per process: accelerate shards the batches
     total_steps = steps_per_epoch * args.epochs
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(

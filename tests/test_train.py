@@ -372,7 +372,8 @@ def test_pretrain_resumes_after_kill_9_with_the_same_result(dataset, tmp_path) -
     # 8 tracks: 2 steps per epoch; checkpoints at steps 2 and 3 (3 is mid-epoch: resuming skips a batch).
     common = ["--epochs", "2", "--batch-size", "4", "--checkpoint-every", "1"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert train.main(_pretrain_args(dataset, "triplet", whole, *common)) == 0
+    # The uninterrupted run saves no checkpoints (writing them must not change the result either).
+    assert train.main(_pretrain_args(dataset, "triplet", whole, *common, "--checkpoint-every", "100")) == 0
     crash = _run_cli(_pretrain_args(dataset, "triplet", killed, *common, "--debug-kill-after-step", "4"))
     assert crash.returncode == -9, crash.stderr[-2000:]
     # Killed after step 4 before its checkpoint: the newest is step 3, so one interval is lost, no more.
@@ -437,3 +438,47 @@ def test_evaluate_writes_json_and_card(dataset, pretrained) -> None:
     )
     card = (model / "README.md").read_text()
     assert card.count("## Evaluation (`train.py evaluate`)") == 1 and '"map@10"' in card
+
+
+@pytest.mark.slow
+def test_real_build_pretrain_finetune_evaluate(tmp_path) -> None:
+    """The real chain on the 28 bundled Opus tracks: build_dataset.py → pretrain → finetune → evaluate (~60 s)."""
+    data = tmp_path / "immich"
+    build = subprocess.run(
+        [sys.executable, str(REPO / "build_dataset.py"), "--source", "immich", "--output", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    model, clf = tmp_path / "supcon", tmp_path / "clf"
+    assert (
+        train.main(_pretrain_args(data, "supcon", model, "--epochs", "2", "--window-samples", "240000")) == 0
+    )
+    assert json.loads((model / "config.json").read_text())["window_samples"] == 240000
+    assert (
+        train.main(
+            [
+                "finetune",
+                "--dataset",
+                str(data),
+                "--init",
+                str(model),
+                "--output",
+                str(clf),
+                "--epochs",
+                "2",
+                "--unfreeze-epoch",
+                "1",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((clf / "results.json").read_text())["test"]["num_examples"] > 0
+    assert train.main(["evaluate", "--model", str(model), "--dataset", str(data)]) == 0
+    assert (
+        json.loads((model / "evaluation.json").read_text())["retrieval"]["text_to_music"]["num_queries"] > 0
+    )
