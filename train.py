@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--learning-rate", type=float, default=1e-3)
     f.add_argument("--tower-learning-rate", type=float, default=1e-4)
     f.add_argument("--val-fraction", type=float, default=0.2)
+    f.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping: stop after this many epochs without a better validation macro-F1",
+    )
     f.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (0: none)")
     f.add_argument("--resume", action="store_true")
     f.add_argument("--push-to-hub", default=None, metavar="REPO_ID")

@@ -47,6 +47,9 @@ class FinetuneArgs:
     tower_learning_rate: float = 1e-4
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
+    patience: int | None = (
+        None  # early stopping: epochs without a better validation macro-F1 (after unfreezing)
+    )
     window_samples: int | None = None
     checkpoint_every: int = 5  # epochs; 0 = no checkpoints (the sweep resumes per finished cell instead)
     resume: bool = False
@@ -201,6 +204,9 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
             save_checkpoint(accelerator, output, progress.step)
         if args.debug_kill_after_epoch == progress.step:
             os.kill(os.getpid(), signal.SIGKILL)
+        stale = progress.step - max(progress.best["epoch"], unfreeze_epoch)
+        if args.patience is not None and stale >= args.patience:
+            break
     bar.close()
 
     unwrapped.load_state_dict(progress.best["state"])

@@ -8,6 +8,7 @@ pretrained checkpoint is pretrained first (and a half-finished one resumed).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,13 +92,41 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
     return str(path)
 
 
-def collect(output: Path) -> list[dict]:
+def collect(args: SweepArgs) -> list[dict]:
+    """Every finished cell of this sweep's grid (cells of earlier, wider invocations stay on disk but out)."""
     runs = []
-    for path in sorted((output / "runs").glob("*/*/results.json")):
+    for path in sorted((Path(args.output) / "runs").glob("*/*/results.json")):
         result = json.loads(path.read_text())
         result.pop("history", None)
-        runs.append(result)
+        if (
+            result["objective"] in args.objectives
+            and result["n_requested"] in args.sizes
+            and result["seed"] in args.seeds
+        ):
+            runs.append(result)
     return runs
+
+
+SECTION = "\n## Few-shot genre sweep (`train.py sweep`)"
+
+
+def update_model_cards(args: SweepArgs, table: str, line: Path) -> list[Path]:
+    """Put the table and the Fig. 17 plot into the card of every checkpoint this sweep finetuned from."""
+    updated = []
+    for objective in args.objectives:
+        folder = Path(args.pretrained_dir or Path(args.output) / "pretrained") / objective
+        card = folder / "README.md"
+        if objective == "none" or not card.is_file():
+            continue
+        shutil.copyfile(line, folder / "sweep_macro_f1_vs_n.png")
+        text = card.read_text().split(SECTION)[0].rstrip("\n")
+        card.write_text(
+            f"{text}\n{SECTION}\n\nTest macro-F1 of the genre classifier finetuned from this checkpoint (row "
+            f"{OBJECTIVE_LABELS[objective]}) against the un-pretrained baseline and the other objectives; sweep "
+            f"report: `{args.output}/README.md`.\n\n{table}\n![macro-F1 vs N](sweep_macro_f1_vs_n.png)\n"
+        )
+        updated.append(card)
+    return updated
 
 
 def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
@@ -116,10 +145,12 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
     (output / "README.md").write_text(
         f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
-        f"pretraining; wall time {wall / 60:.1f} min for this invocation.\n\n## This run\n\n{table}\n"
+        f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
+        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{table}\n"
         f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Thesis Table 6\n\n{thesis}"
     )
-    return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box)]}
+    cards = update_model_cards(args, table, line)
+    return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box, *cards)]}
 
 
 def run(args: SweepArgs) -> dict:
@@ -169,5 +200,5 @@ def run(args: SweepArgs) -> dict:
         (cell / "results.json").write_text(json.dumps(result, indent=2))
         done += 1
     wall = time.time() - started
-    report = write_report(args, collect(output), used, budget, wall)
+    report = write_report(args, collect(args), used, budget, wall)
     return {**report, "ran": done, "skipped": skipped, "wall_seconds": round(wall, 1), "output": str(output)}

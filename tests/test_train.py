@@ -270,30 +270,9 @@ def test_nested_stratified_subsets() -> None:
 
 def test_sweep_writes_report_and_skips_finished_cells(dataset, pretrained, tmp_path, capsys) -> None:
     out = tmp_path / "sweep"
-    argv = [
-        "sweep",
-        "--dataset",
-        str(dataset),
-        "--output",
-        str(out),
-        "--objectives",
-        "none",
-        "supcon",
-        "--sizes",
-        "12",
-        "100",
-        "--seeds",
-        "0",
-        "1",
-        "--pretrained-dir",
-        str(pretrained),
-        "--finetune-epochs",
-        "1",
-        "--unfreeze-epoch",
-        "1",
-        "--batch-size",
-        "8",
-    ]
+    common = f"--dataset {dataset} --output {out} --objectives none supcon --sizes 12 100 --pretrained-dir {pretrained}"
+    common += " --finetune-epochs 1 --unfreeze-epoch 1 --batch-size 8"
+    argv = ["sweep", *common.split(), "--seeds", "0", "1"]
     assert train.main(argv) == 0
     first = capsys.readouterr().out
     assert (
@@ -310,6 +289,12 @@ def test_sweep_writes_report_and_skips_finished_cells(dataset, pretrained, tmp_p
     assert train.main(argv) == 0
     assert "0 cells run, 8 skipped" in capsys.readouterr().out
     assert (out / "table.md").read_text() == table
+    card = (pretrained / "supcon" / "README.md").read_text()
+    assert card.count("## Few-shot genre sweep") == 1 and table in card
+    assert (pretrained / "supcon" / "sweep_macro_f1_vs_n.png").is_file()
+    # A narrower re-run reports only its own grid; the other cells stay on disk.
+    assert train.main(["sweep", *common.split(), "--seeds", "0"]) == 0
+    assert len(json.loads((out / "runs.json").read_text())) == 4
 
 
 @pytest.mark.parametrize(
