@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
 import time
@@ -171,10 +172,15 @@ def _draws(piece: Piece, seed: int, cap: int, length_ql: float) -> list[dict[str
     return draws
 
 
-def _render_batch(jobs: list[dict[str, Any]], font: str, work: Path) -> list[np.ndarray]:
+def _render_batch(
+    jobs: list[dict[str, Any]], font: str, work: Path, timings: dict[str, float]
+) -> list[np.ndarray]:
     """Render clips that share a SoundFont in one FluidSynth run; return each clip's mono samples."""
     mid, wav = work / f"{font}.mid", work / f"{font}.wav"
+    t0 = time.perf_counter()
     m21midi.write_batch(mid, [(j["notes"], j["program"]) for j in jobs], CLIP_SECONDS, GAP_SECONDS)
+    timings["midi_s"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
     span = len(jobs) * (CLIP_SECONDS + GAP_SECONDS) + 5.0
     max_bytes = int(span * render.SAMPLE_RATE * 4 * 1.5) + 1_000_000  # stereo int16, 50% slack
     render.render_midi(mid, wav, font, timeout_s=30 + 2 * span, max_bytes=max_bytes)
@@ -187,6 +193,7 @@ def _render_batch(jobs: list[dict[str, Any]], font: str, work: Path) -> list[np.
     for k in range(len(jobs)):
         clip = mono[k * step : k * step + n]
         out.append(np.pad(clip, (0, n - len(clip))))
+    timings["render_s"] += time.perf_counter() - t0
     return out
 
 
@@ -194,7 +201,7 @@ def render_chunk(chunk: list[tuple[Piece, str, int]], seed: int, out_dir: Path) 
     """Parse, write MIDI and render every clip of one chunk (runs in a worker process)."""
     import soundfile as sf
 
-    timings = {"parse_s": 0.0, "midi_s": 0.0, "render_s": 0.0, "pieces": len(chunk)}
+    timings = {"parse_s": 0.0, "midi_s": 0.0, "render_s": 0.0, "finish_s": 0.0, "pieces": len(chunk)}
     failures: list[dict[str, str]] = []
     jobs: list[dict[str, Any]] = []
     for piece, role, cap in chunk:
@@ -219,19 +226,18 @@ def render_chunk(chunk: list[tuple[Piece, str, int]], seed: int, out_dir: Path) 
             batch = [j for j in jobs if j["soundfont"] == font]
             if not batch:
                 continue
-            t0 = time.perf_counter()
             try:
-                audio = _render_batch(batch, font, Path(tmp))
+                audio = _render_batch(batch, font, Path(tmp), timings)
             except render.RenderError:
                 audio = []  # isolate the culprit: render piece by piece
                 for key in dict.fromkeys(j["piece"].key for j in batch):
                     part = [j for j in batch if j["piece"].key == key]
                     try:
-                        audio += _render_batch(part, font, Path(tmp))
+                        audio += _render_batch(part, font, Path(tmp), timings)
                     except render.RenderError as err:
                         failures.append({"path": key, "reason": f"render failed ({font}): {err}"})
                         audio += [None] * len(part)
-            timings["render_s"] += time.perf_counter() - t0
+            t0 = time.perf_counter()  # normalise, encode FLAC, analyse the key for captions
             for j, mono in zip(batch, audio, strict=True):
                 if mono is None:
                     continue
@@ -244,6 +250,7 @@ def render_chunk(chunk: list[tuple[Piece, str, int]], seed: int, out_dir: Path) 
                 name = f"m21-{_stable(j['piece'].key):012x}-{j['index']}"
                 sf.write(out_dir / f"{name}.flac", clip, render.SAMPLE_RATE, subtype="PCM_16")
                 clips.append(_clip_record(j, name, before, after))
+            timings["finish_s"] += time.perf_counter() - t0
     return {"clips": clips, "failures": failures, "timings": timings}
 
 
@@ -346,7 +353,9 @@ class Music21Source:
         bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"music21 {self.size}",
                    unit="chunk", disable=not self.progress)  # fmt: skip
         if todo:
-            with ProcessPoolExecutor(self.workers) as pool, self.manifest.open("a") as log:
+            # spawn, not fork: a parent that has loaded torch (loudness) deadlocks forked children
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool, self.manifest.open("a") as log:
                 futures = {pool.submit(render_chunk, chunks[cid], self.seed, self.dir): cid for cid in todo}
                 for fut in as_completed(futures):
                     row = {"chunk": futures[fut], **fut.result()}
@@ -377,17 +386,22 @@ class Music21Source:
         return records
 
     def _balance(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Cap genre clips per class at the size's target (plan order), so classes stay balanced."""
+        """Cap genre clips per class at the size's target, so classes stay balanced.
+
+        Clips are kept window by window across pieces (every piece's first window, then second windows...)
+        so the cap removes repeated windows of long pieces before it removes pieces or groups.
+        """
         target = SIZES[self.size].genre_clips
+        genre = [
+            (int(r["track_id"].rsplit("-", 1)[1]), i) for i, r in enumerate(records) if r["role"] == "genres"
+        ]
         seen: Counter = Counter()
-        kept = []
-        for r in records:
-            if r["role"] == "genres":
-                seen[r["genre"]] += 1
-                if seen[r["genre"]] > target:
-                    continue
-            kept.append(r)
-        return kept
+        keep = {i for i, r in enumerate(records) if r["role"] != "genres"}
+        for _, i in sorted(genre):
+            seen[records[i]["genre"]] += 1
+            if seen[records[i]["genre"]] <= target:
+                keep.add(i)
+        return [r for i, r in enumerate(records) if i in keep]
 
     def __iter__(self) -> Iterator[Track]:
         for r in self.build():
