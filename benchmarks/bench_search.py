@@ -1,0 +1,226 @@
+"""Search and genre latency of the Space, measured against exact search in the same process.
+
+    python benchmarks/bench_search.py                      # 1,000,000 synthetic 512-d embeddings, 2 cores
+    python benchmarks/bench_search.py --n 100000 --queries 100
+    python benchmarks/bench_search.py --classifier runs/quick/classifier   # genre timing with a real checkpoint
+
+1. Text → music: the approximate FAISS index the Space builds for a library of `--n` tracks (same factory and
+   nprobe, through `datasets`' `add_faiss_index`) against an exact `IndexFlatIP`: p50/p95 per query, the speed
+   ratio, recall@10 against the exact answer, and the whole text query (processor → text tower → index).
+   The embeddings are clustered like real ones (random centres + noise, L2-normalised); queries are noisy copies
+   of library items, as a caption is a noisy view of its track.
+2. Upload → genre answer for a 30-s real clip (immich): decode → feature extractor → classifier → mel picture,
+   the Genre tab's handler without HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets import Dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "space"))
+sys.path.insert(0, str(ROOT))
+
+from audio_input import decode_upload  # noqa: E402
+from library_index import add_index, index_factory, set_nprobe  # noqa: E402
+from plots import mel_image  # noqa: E402
+
+DIM = 512
+# Clusters of ~100 tracks with an item's cosine to its centre ≈ 0.7: neighbours cross IVF lists, so recall
+# depends on nprobe. Tight clusters make any index look perfect; spread 2 (cosine ≈ 0.45) is near-random data
+# on which no approximate index works (recall@10 0.36 at 100k).
+CLUSTER_SIZE = 100
+SPREAD = 1.0
+
+
+def clustered_embeddings(n: int, clusters: int, spread: float, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.standard_normal((clusters, DIM), dtype=np.float32)
+    out = np.empty((n, DIM), dtype=np.float32)
+    step = 100_000
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        out[start:stop] = centres[rng.integers(0, clusters, stop - start)]
+        out[start:stop] += spread * rng.standard_normal((stop - start, DIM), dtype=np.float32)
+    faiss.normalize_L2(out)
+    return out
+
+
+def percentiles(seconds: list[float]) -> str:
+    ms = np.asarray(seconds) * 1000
+    return f"p50 {np.percentile(ms, 50):7.2f} ms   p95 {np.percentile(ms, 95):7.2f} ms"
+
+
+def time_queries(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
+    """One query at a time, as a visitor sends them."""
+    times, found = [], []
+    for q in queries:
+        start = time.perf_counter()
+        _, ids = index.search(q[None], k)
+        times.append(time.perf_counter() - start)
+        found.append(ids[0])
+    return times, np.stack(found)
+
+
+def recall_at(k: int, approx: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a[:k]) & set(e[:k])) / k for a, e in zip(approx, exact)]))
+
+
+def bench_index(n: int, n_queries: int, k: int, seed: int) -> faiss.Index:
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    emb = clustered_embeddings(n, clusters=max(10, n // CLUSTER_SIZE), spread=SPREAD, rng=rng)
+    picks = rng.integers(0, n, n_queries)
+    queries = emb[picks] + 0.05 * rng.standard_normal((n_queries, DIM), dtype=np.float32)
+    faiss.normalize_L2(queries)
+    print(f"{n:,} embeddings of {DIM} d generated in {time.perf_counter() - started:.1f} s")
+
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(emb)
+    exact_times, exact_ids = time_queries(exact, queries, k)
+    del exact  # 2 GB at 1M: free it before the approximate index copies the vectors
+
+    factory, nprobe = index_factory(n)
+    started = time.perf_counter()
+    column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
+    table = Dataset(pa.table({"audio_embedding": column}))
+    del emb  # the exact index holds its own copy
+    add_index(table, "audio_embedding")
+    approx = table.get_index("audio_embedding").faiss_index
+    print(
+        f"approximate index {factory} (datasets.add_faiss_index) built in {time.perf_counter() - started:.1f} s"
+    )
+
+    print(f"\ntext→music search, {n_queries} single queries, top {k}, {faiss.omp_get_max_threads()} threads")
+    print(f"  exact IndexFlatIP            {percentiles(exact_times)}")
+    for probe in sorted({nprobe // 2, nprobe, nprobe * 2} - {0}) if nprobe else [0]:
+        if probe:
+            set_nprobe(approx, probe)
+        times, ids = time_queries(approx, queries, k)
+        ratio = np.median(exact_times) / np.median(times)
+        mark = "  <- the Space's setting" if probe == nprobe else ""
+        print(
+            f"  {factory:<12} nprobe {probe:<4} {percentiles(times)}   {ratio:6.1f}× faster than exact (p50)   "
+            f"recall@{k} {recall_at(k, ids, exact_ids):.3f}{mark}"
+        )
+    set_nprobe(approx, nprobe)
+    return approx
+
+
+def load_contrastive(model_ref: str | None):
+    """The model and processor the Space would load, or a fresh one with the packaged MiniLM tower."""
+    from transformers import AutoModel, AutoProcessor
+
+    if model_ref:
+        model = AutoModel.from_pretrained(model_ref, trust_remote_code=True)
+        return model.eval(), AutoProcessor.from_pretrained(model_ref, trust_remote_code=True), model_ref
+    from transformers import AutoTokenizer
+
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+    from modeling_music_clip import MusicClipModel, default_text_tower
+    from processing_music_clip import MusicClipProcessor
+
+    model = MusicClipModel.from_text_pretrained()
+    fe = MusicClipFeatureExtractor.from_model_config(model.config)
+    processor = MusicClipProcessor(fe, AutoTokenizer.from_pretrained(default_text_tower()))
+    return (
+        model.eval(),
+        processor,
+        "a fresh MusicClipModel with the packaged MiniLM tower (a trained one costs the same)",
+    )
+
+
+def bench_text_query(index: faiss.Index, model_ref: str | None, n_queries: int, k: int) -> None:
+    model, processor, origin = load_contrastive(model_ref)
+    words = ["calm", "piano", "energetic", "guitar", "sad", "ballad", "folk", "choir", "fiddle", "dance"]
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(words, 6)) for _ in range(n_queries)]
+    times = []
+    with torch.inference_mode():
+        for text in texts:
+            start = time.perf_counter()
+            tokens = processor(text=[text])
+            z = model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
+            q = torch.nn.functional.normalize(z, dim=-1).numpy().astype(np.float32)
+            index.search(q, k)
+            times.append(time.perf_counter() - start)
+    print(f"\nwhole text query (processor → text tower → index), {origin}:\n  {percentiles(times)}")
+
+
+def load_classifier(classifier_ref: str | None):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    if classifier_ref:
+        model = AutoModelForAudioClassification.from_pretrained(classifier_ref, trust_remote_code=True)
+        return (
+            model.eval(),
+            AutoFeatureExtractor.from_pretrained(classifier_ref, trust_remote_code=True),
+            classifier_ref,
+        )
+    from configuration_music_clip import MusicClipConfig
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+    from modeling_music_clip import MusicClipForAudioClassification
+
+    labels = ["country", "hip hop", "indie", "metal", "pop", "punk", "rock"]
+    config = MusicClipConfig(num_labels=len(labels), id2label=dict(enumerate(labels)))
+    fe = MusicClipFeatureExtractor.from_model_config(config)
+    origin = "a fresh classifier at the thesis' 4.5-min window (a finetuned one costs the same)"
+    return MusicClipForAudioClassification(config).eval(), fe, origin
+
+
+def bench_genre(classifier_ref: str | None, repeats: int) -> None:
+    import immich_memories_music
+
+    model, fe, origin = load_classifier(classifier_ref)
+    clip = sorted(Path(immich_memories_music.__file__).parent.glob("tracks/*/*.opus"))[0]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        audio, sr, _ = decode_upload(str(clip), 270.0)
+        wave = fe.prepare_waveform(audio, sr)
+        mel = fe.log_mel(wave)
+        feats = fe.window([mel])
+        with torch.inference_mode():
+            model(input_features=feats["input_features"], window_mask=feats["window_mask"]).logits.softmax(-1)
+        mel_image(mel, fe.sampling_rate, fe.hop_length)
+        times.append(time.perf_counter() - start)
+    print(f"\nupload → genre answer, {clip.name} ({len(wave) / fe.sampling_rate:.1f} s), {origin}:")
+    print(f"  {percentiles(times)}   (first call {times[0] * 1000:.0f} ms; decode, mels, CNN, picture)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="synthetic library size")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="FAISS and torch threads (the target: 2 cores)"
+    )
+    parser.add_argument("--model", default=None, help="model folder or Hub id (default: a fresh model)")
+    parser.add_argument("--classifier", default=None, help="classifier folder or Hub id (default: fresh)")
+    parser.add_argument("--genre-repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    print(f"{os.cpu_count()} CPUs visible, {args.threads} threads used; faiss {faiss.__version__}")
+    print(f"load average at start (other processes on the machine): {os.getloadavg()[0]:.1f}")
+    index = bench_index(args.n, args.queries, args.k, args.seed)
+    bench_text_query(index, args.model, min(args.queries, 100), args.k)
+    bench_genre(args.classifier, args.genre_repeats)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
