@@ -92,7 +92,7 @@ def test_render_metadata_alone_is_at_chance(small: tuple[Music21Source, list]) -
     genres = [t for t in tracks if t.role == "genres"]
     y = [t.genre for t in genres]
     groups = [t.group_id for t in genres]
-    clf = RandomForestClassifier(n_estimators=200, random_state=0)
+    clf = RandomForestClassifier(n_estimators=80, random_state=0)
 
     def score(x: np.ndarray) -> float:
         return float(cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=4)).mean())

@@ -32,6 +32,10 @@ from music_clip_data.music21.notes import flatten_piece, window_key
 from music_clip_data.music21.styles import CLASS_NAMES, STYLES, Piece, corpus_pieces
 from music_clip_data.track import Track
 
+LICENCE = (
+    "music21 corpus scores (public domain or used by permission; Essen folksongs for non-commercial use), "
+    "rendered with FluidR3_GM (MIT) and TimGM6mb (GPL-2)"
+)
 CLIP_SECONDS = 15.0
 GAP_SECONDS = 1.0
 # One shared pool for every class: GM programs (piano, harpsichord, organ, guitar, strings, choir, reeds...).
