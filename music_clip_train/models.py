@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from configuration_music_clip import MusicClipConfig
 from feature_extraction_music_clip import MusicClipFeatureExtractor
@@ -85,9 +86,15 @@ def load_classifier_init(
         fe = MusicClipFeatureExtractor.from_model_config(config, mel_mean=mel_stats[0], mel_std=mel_stats[1])
         return MusicClipForAudioClassification(config), fe
     read_config(init)
-    model = MusicClipForAudioClassification.from_pretrained(
-        init, num_labels=len(id2label), id2label=id2label, label2id=label2id
-    )
+    # The new head is "missing" from the checkpoint by design: keep transformers' load report out of the sweep's log.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = MusicClipForAudioClassification.from_pretrained(
+            init, num_labels=len(id2label), id2label=id2label, label2id=label2id
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     fe = MusicClipFeatureExtractor.from_pretrained(init)
     return model, fe
 

@@ -68,7 +68,8 @@ def _heldout_loss(model, loader, cache) -> float | None:
         torch.no_grad(),
         torch.random.fork_rng(),
     ):  # STL/SMM sample with the RNG: keep training's RNG untouched
-        for batch in loader:
+        for batch in loader:  # not prepared by accelerate: move it to the model's device here
+            batch = {k: v.to(model.device) for k, v in batch.items()}
             text_v = _text_v(model, batch, cache)
             losses.append(model(**batch, text_v=text_v, return_loss=True).loss.item())
     return sum(losses) / len(losses) if losses else None

@@ -153,6 +153,18 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
     return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box, *cards)]}
 
 
+def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
+    return output / "runs" / objective / f"n{n}-seed{seed}"
+
+
+def _shared_window(inits) -> int | None:
+    """The pretrained checkpoints' audio window, so the baseline sees the same input as the pretrained models."""
+    windows = {
+        json.loads((Path(i) / "config.json").read_text())["window_samples"] for i in inits if i != "none"
+    }
+    return windows.pop() if len(windows) == 1 else None
+
+
 def run(args: SweepArgs) -> dict:
     validate(args)
     started = time.time()
@@ -169,14 +181,17 @@ def run(args: SweepArgs) -> dict:
     budget = _budget(args)
     output.mkdir(parents=True, exist_ok=True)
     cells = [(o, p, s) for o in args.objectives for p in plans for s in args.seeds]
-    done = skipped = 0
-    bar = tqdm(cells, desc="sweep")
+    todo = [
+        c for c in cells if not (_cell_dir(output, c[0], c[1].requested, c[2]) / "results.json").is_file()
+    ]
+    # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
+    inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
+    baseline_window = args.window_samples or _shared_window(inits.values())
+    done, skipped = 0, len(cells) - len(todo)
+    bar = tqdm(todo, desc="sweep")
     for objective, plan, seed in bar:
-        cell = output / "runs" / objective / f"n{plan.requested}-seed{seed}"
-        if (cell / "results.json").is_file():
-            skipped += 1
-            continue
-        init = ensure_pretrained(args, objective, budget)
+        cell = _cell_dir(output, objective, plan.requested, seed)
+        init = inits[objective]
         bar.set_postfix(objective=objective, n=plan.used, seed=seed)
         result = finetune.run(
             finetune.FinetuneArgs(
@@ -188,7 +203,7 @@ def run(args: SweepArgs) -> dict:
                 epochs=budget["finetune_epochs"],
                 unfreeze_epoch=budget["unfreeze_epoch"],
                 batch_size=args.batch_size,
-                window_samples=args.window_samples,
+                window_samples=baseline_window,  # used by the from-scratch baseline only
                 checkpoint_every=0,
                 save_model=False,
                 cap_n=True,
