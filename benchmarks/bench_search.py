@@ -102,7 +102,7 @@ def bench_index(n: int, n_queries: int, k: int, seed: int) -> faiss.Index:
 
     print(f"\ntext→music search, {n_queries} single queries, top {k}, {faiss.omp_get_max_threads()} threads")
     print(f"  exact IndexFlatIP            {percentiles(exact_times)}")
-    for probe in sorted({nprobe // 2, nprobe, nprobe * 2} - {0}) if nprobe else [0]:
+    for probe in sorted({nprobe // 4, nprobe // 2, nprobe, nprobe * 2} - {0}) if nprobe else [0]:
         if probe:
             set_nprobe(approx, probe)
         times, ids = time_queries(approx, queries, k)
@@ -202,7 +202,7 @@ def bench_genre(classifier_ref: str | None, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="synthetic library size")
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument(
         "--threads", type=int, default=2, help="FAISS and torch threads (the target: 2 cores)"

@@ -47,13 +47,13 @@ class Hit:
 def index_factory(n: int) -> tuple[str, int]:
     """FAISS factory string and nprobe for `n` vectors: exact when small, inverted lists (IVF) beyond.
 
-    nlist ≈ √n lists; nprobe = nlist / 32 keeps recall@10 ≥ 0.95 at ~1 ms per query on the benchmark's
-    clustered embeddings (benchmarks/bench_search.py prints recall and latency for nprobe / 2, × 1, × 2).
+    nlist ≈ √n lists (k-means stays seconds at 1M); nprobe = nlist / 8 scans an eighth of the library, which
+    benchmarks/bench_search.py shows is the knee of recall@10 against latency at 100k and 1M tracks.
     """
     if n <= EXACT_LIMIT:
         return "Flat", 0
     nlist = int(2 ** round(math.log2(math.sqrt(n))))
-    return f"IVF{nlist},Flat", max(8, nlist // 32)
+    return f"IVF{nlist},Flat", max(8, nlist // 8)
 
 
 def add_index(ds: Dataset, column: str) -> None:
@@ -172,7 +172,7 @@ class Library:
 
         if len(self.captions):
             self._attach(self.captions, TEXT_INDEX, self.cache_dir / "captions.faiss")
-        self._row_of = {t: i for i, t in enumerate(self.tracks["track_id"])}
+        self.genres = sorted({g for g in self.tracks["genre"] if g})
         self._projections: dict[str, dict[str, list]] = {}
 
     @staticmethod
@@ -182,14 +182,12 @@ class Library:
             set_nprobe(ds.get_index(column).faiss_index, index_factory(len(ds))[1])
         else:
             add_index(ds, column)
-            ds.save_faiss_index(column, path)
+            partial = path.with_suffix(".partial")
+            ds.save_faiss_index(column, partial)
+            os.replace(partial, path)  # a killed start never leaves a half-written index behind
 
     def __len__(self) -> int:
         return len(self.tracks)
-
-    @property
-    def genres(self) -> list[str]:
-        return sorted({g for g in self.tracks["genre"] if g})
 
     def search_audio(self, query: np.ndarray, k: int) -> list[Hit]:
         """Tracks nearest to one normalised query embedding (text or audio side)."""
