@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,7 @@ def test_each_objective_pretrains_and_saves_a_loadable_folder(dataset, tmp_path,
     assert model.config.objective == objective and model.config.window_samples == WINDOW
     saved = load_file(out / "model.safetensors")
     assert torch.equal(model.state_dict()["audio_projection.z.weight"], saved["audio_projection.z.weight"])
+    shutil.rmtree(out)  # ~100 MB (the text tower) per objective: keep the test run's disk use small
 
 
 def test_frozen_text_tower_is_untouched_and_heads_train(dataset, pretrained) -> None:
