@@ -20,13 +20,17 @@ class Progress:
     def __init__(self) -> None:
         self.step = 0
         self.history: list[dict] = []
+        self.epoch_losses: list[
+            float
+        ] = []  # this epoch's batch losses so far (a mid-epoch resume keeps them)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "history": self.history}
+        return {"step": self.step, "history": self.history, "epoch_losses": self.epoch_losses}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.history = list(state["history"])
+        self.epoch_losses = list(state.get("epoch_losses", []))
 
 
 def finished_result(results_file: Path, args: dict) -> dict | None:

@@ -168,6 +168,7 @@ def run(args: PretrainArgs) -> dict:
             optimizer.step()
             optimizer.zero_grad()
             progress.step += 1
+            progress.epoch_losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             # An epoch's last step is saved after its evaluation below, so a resume never loses the record.
@@ -179,7 +180,7 @@ def run(args: PretrainArgs) -> dict:
         record = {
             "epoch": epoch + 1,
             "step": progress.step,
-            "train_loss": loss.item(),
+            "train_loss": sum(progress.epoch_losses) / len(progress.epoch_losses),
             "heldout_loss": _heldout_loss(unwrapped, held_loader, held_cache),
         }
         with torch.random.fork_rng():
@@ -191,6 +192,7 @@ def run(args: PretrainArgs) -> dict:
                 if isinstance(s, dict)
             }
         progress.history.append(record)
+        progress.epoch_losses = []
         accelerator.print(json.dumps(record))
         if progress.step % args.checkpoint_every == 0:
             save_checkpoint(accelerator, output, progress.step)
