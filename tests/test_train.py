@@ -469,3 +469,18 @@ def test_real_build_pretrain_finetune_evaluate(tmp_path) -> None:
     assert (
         json.loads((model / "evaluation.json").read_text())["retrieval"]["text_to_music"]["num_queries"] > 0
     )
+
+
+def test_sweep_pretrains_a_missing_checkpoint_itself(dataset, tmp_path, capsys) -> None:
+    out = tmp_path / "sweep"
+    argv = f"sweep --dataset {dataset} --output {out} --objectives none ntxent --sizes 12 --seeds 0 --profile quick"
+    assert (
+        train.main([*argv.split(), "--pretrain-epochs", "1", "--finetune-epochs", "1", "--batch-size", "8"])
+        == 0
+    )
+    checkpoint = json.loads((out / "pretrained" / "ntxent" / "train_results.json").read_text())
+    assert checkpoint["epochs"] == 1 and checkpoint["objective"] == "ntxent"
+    runs = {r["objective"]: r for r in json.loads((out / "runs.json").read_text())}
+    assert runs["ntxent"]["init"] == str(out / "pretrained" / "ntxent")
+    assert runs["none"]["window_samples"] == runs["ntxent"]["window_samples"] == WINDOW
+    assert "## Few-shot genre sweep" in (out / "pretrained" / "ntxent" / "README.md").read_text()
