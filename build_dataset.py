@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shlex
 import sys
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from tqdm.auto import tqdm
 
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
 from music_clip_data.card import render_card
-from music_clip_data.decode import DecodeSettings, SkipClip, load_cached, process_cached
+from music_clip_data.decode import DecodeSettings, decode_status, load_cached, single_thread_worker
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.prompts import PROMPTS
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
@@ -96,73 +98,38 @@ def load_feature_extractor(path: str | None) -> Any:
     return MusicClipFeatureExtractor.from_pretrained(path) if path else MusicClipFeatureExtractor()
 
 
-def _decode_batch(
-    batch: dict, fe: Any, settings: DecodeSettings, cache_dir: str, single_thread: bool
-) -> dict:
-    """`Dataset.map` worker: decode + log-mel into the cache; returns only small status columns."""
-    if single_thread:  # one torch thread per process: N processes on N cores, not N x N threads
-        import torch
-
-        torch.set_num_threads(1)
-    out: dict[str, list] = {k: [] for k in ("ok", "reason", "cache_file", "file_hash", "mel_length")}
-    out.update({"duration_s": [], "from_cache": [], "decode_info": []})
-    for path in batch["path"]:
-        try:
-            result = process_cached(Path(path), fe, settings, Path(cache_dir))
-            values = (True, "", result["cache_file"], result["file_hash"], int(result["mel"].shape[0]))
-            extra = (
-                float(result["duration_s"]),
-                bool(result["from_cache"]),
-                json.dumps(result["decode_info"]),
-            )
-        except SkipClip as err:
-            values, extra = (False, str(err), "", "", 0), (0.0, False, "{}")
-        except Exception as err:  # never crash the build on one file: report it
-            values, extra = (
-                (False, f"unexpected error: {type(err).__name__}: {err}"[:300], "", "", 0),
-                (0.0, False, "{}"),
-            )
-        for key, value in zip(out, values + extra, strict=True):
-            out[key].append(value)
-    return out
-
-
 def decode_all(
     tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
 ) -> list[dict]:
-    import datasets
+    """Decode + log-mel every track (cached per file hash); one small status dict per track, in order.
 
-    was_caching = datasets.is_caching_enabled()
-    datasets.disable_caching()  # our per-file cache is the resumable one; keep datasets' out of ~/.cache
-    try:
-        return _map_decode(tracks, fe, settings, cache_dir, num_proc)
-    finally:
-        if was_caching:
-            datasets.enable_caching()
-
-
-def _map_decode(
-    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
-) -> list[dict]:
-    from datasets import Dataset
-
-    paths = Dataset.from_dict({"path": [str(t.audio_path) for t in tracks]})
+    Workers come from a fork server, never from a fork of this process: a fork after torch has used its OpenMP
+    pool deadlocks in the child (libgomp), which happens whenever the builder runs in a process that computed
+    anything with torch (tests, notebooks, the benchmark).
+    """
+    jobs = [(str(t.audio_path), fe, settings, str(cache_dir)) for t in tracks]
     num_proc = max(1, min(num_proc, len(tracks)))
-    mapped = paths.map(
-        _decode_batch,
-        batched=True,
-        batch_size=1,
-        num_proc=num_proc if num_proc > 1 else None,
-        fn_kwargs={
-            "fe": fe,
-            "settings": settings,
-            "cache_dir": str(cache_dir),
-            "single_thread": num_proc > 1,
-        },
-        remove_columns=["path"],
-        desc=f"decode + log-mel ({num_proc} proc)",
-    )
-    return mapped.to_list()
+    bar = tqdm(total=len(jobs), desc=f"decode + log-mel ({num_proc} proc)", unit="clip")
+    if num_proc == 1:
+        results = []
+        for job in jobs:
+            results.append(decode_status(*job))
+            bar.update()
+    else:
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
+        context.set_forkserver_preload(["music_clip_data.decode", type(fe).__module__])
+        with ProcessPoolExecutor(num_proc, mp_context=context, initializer=single_thread_worker) as pool:
+            results = []
+            for status in pool.map(_decode_job, jobs, chunksize=max(1, min(8, len(jobs) // (4 * num_proc)))):
+                results.append(status)
+                bar.update()
+    bar.close()
+    return results
+
+
+def _decode_job(job: tuple) -> dict:
+    return decode_status(*job)
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):

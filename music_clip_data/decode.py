@@ -154,3 +154,32 @@ def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:
     """The mel and FLAC bytes `process_cached` stored."""
     with np.load(cache_file, allow_pickle=False) as data:
         return data["mel"], data["flac"].tobytes()
+
+
+def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) -> dict:
+    """`process_cached` as a small, picklable status (the mel stays in the cache): never raises for one file."""
+    status = {"ok": False, "reason": "", "cache_file": "", "file_hash": "", "mel_length": 0}
+    status.update({"duration_s": 0.0, "from_cache": False, "decode_info": "{}"})
+    try:
+        result = process_cached(Path(path), fe, settings, Path(cache_dir))
+    except SkipClip as err:
+        return {**status, "reason": str(err)}
+    except Exception as err:  # never crash the build on one file: report it
+        return {**status, "reason": f"unexpected error: {type(err).__name__}: {err}"[:300]}
+    return {
+        "ok": True,
+        "reason": "",
+        "cache_file": result["cache_file"],
+        "file_hash": result["file_hash"],
+        "mel_length": int(result["mel"].shape[0]),
+        "duration_s": float(result["duration_s"]),
+        "from_cache": bool(result["from_cache"]),
+        "decode_info": json.dumps(result["decode_info"]),
+    }
+
+
+def single_thread_worker() -> None:
+    """Pool initializer: one torch thread per worker process, so N workers use N cores, not N x N threads."""
+    import torch
+
+    torch.set_num_threads(1)

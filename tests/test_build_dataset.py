@@ -132,6 +132,23 @@ def test_rerun_reuses_cached_mels_and_captions(folder_build: tuple[Path, dict], 
     assert again["skipped_by_reason"] == first["skipped_by_reason"]
 
 
+def test_two_worker_processes_build_the_same_dataset(
+    folder_build: tuple[Path, dict], music_dir: Path, tmp_path: Path
+) -> None:
+    # This process already ran torch (the fixture's build): forked workers would deadlock in libgomp here.
+    out, first = folder_build
+    summary = _build(
+        "--audio-dir", str(music_dir), "--output", str(tmp_path / "p2"), "--num-proc", "2",
+        "--max-seconds", MAX_SECONDS, "--test-size", "0.5", "--seed", "3",
+    )  # fmt: skip
+    assert summary["mel_cache"]["computed"] == first["kept"]  # its own cache: every mel computed by workers
+    assert summary["clips_per_class_and_split"] == first["clips_per_class_and_split"]
+    one = load_dataset(str(out), "genres")["test"]
+    two = load_dataset(str(tmp_path / "p2"), "genres")["test"]
+    assert one["track_id"] == two["track_id"]
+    np.testing.assert_array_equal(np.asarray(one[0]["mel"]), np.asarray(two[0]["mel"]))
+
+
 def _manifest(folder: Path, immich_tracks: list[Path]) -> Path:
     """A CSV manifest with the thesis' Table 2 tag lists, lyrics (one not UTF-8) and broken rows."""
     rock = "garage rock; modern rock; permanent wave; rock; sheffield indie"  # Arctic Monkeys → rock
