@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -89,6 +90,9 @@ def line_plot(runs: list[dict], objectives: list[str], path: Path) -> Path:
         stds = [np.std(by_n[n]) for n in ns]
         ax.errorbar(ns, means, yerr=stds, marker="o", capsize=3, label=OBJECTIVE_LABELS[objective])
     ax.set_xscale("log")
+    sizes = sorted({run["n_used"] for run in runs})
+    ax.set_xticks(sizes, [str(n) for n in sizes])  # the sizes themselves, not powers of ten
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("training examples (log scale)")
     ax.set_ylabel("test macro-F1")
     ax.set_title("Models across training-set sizes (cf. thesis Fig. 17)")
