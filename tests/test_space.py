@@ -248,6 +248,18 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+# Runs `space/app.py` unchanged once the fixtures exist; its heavy imports overlap the fixture build.
+PRELOAD = """
+import pathlib, runpy, sys, time
+import datasets, faiss, gradio, torch, torchcodec.decoders, transformers  # noqa: F401
+ready = pathlib.Path(sys.argv[1])
+while not ready.exists():
+    time.sleep(0.05)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @functools.cache
 def running_space() -> dict:
     """Build the fixtures once per test session and serve them on a free port; stopped at exit."""
@@ -256,10 +268,7 @@ def running_space() -> dict:
 
     root = Path(tempfile.mkdtemp(prefix="musicclip-space-"))
     atexit.register(shutil.rmtree, root, True)
-    shown, captions = build_library(root / "library", MusicClipFeatureExtractor())
-    model, classifier = build_models(root, root / "library", captions)
-    port = free_port()
-    log = root / "space.log"
+    port, log, ready = free_port(), root / "space.log", root / "fixtures-ready"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -267,18 +276,21 @@ def running_space() -> dict:
         "HF_HOME": str(root / "hf"),  # remote code is copied here, not into the user's cache
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(root / "gradio"),
-        "MUSICCLIP_MODEL": str(model),
-        "MUSICCLIP_CLASSIFIER": str(classifier),
+        "MUSICCLIP_MODEL": str(root / "pretrained"),
+        "MUSICCLIP_CLASSIFIER": str(root / "classifier"),
         "MUSICCLIP_LIBRARY": str(root / "library"),
     }
     proc = subprocess.Popen(
-        [sys.executable, str(APP), "--port", str(port)],
+        [sys.executable, "-c", PRELOAD, str(ready), str(APP), "--port", str(port)],
         cwd=root,  # the Space must not rely on the repository being importable
         env=env,
         stdout=log.open("w"),  # a file, not a pipe nobody drains
         stderr=subprocess.STDOUT,
     )
     atexit.register(proc.kill)
+    shown, captions = build_library(root / "library", MusicClipFeatureExtractor())
+    build_models(root, root / "library", captions)
+    ready.touch()
     url = f"http://127.0.0.1:{port}/"
     wait_for(url, proc, log)
     return {"url": url, "root": root, "captions": shown, "proc": proc, "log": log}
