@@ -32,7 +32,9 @@ def test_upload_classify_and_see_the_genre(tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(url)
             page.locator("#genre-audio input[type=file]").set_input_files(str(clip))
-            expect(page.locator("#genre-audio [data-testid='waveform-controls']")).to_be_visible(timeout=30_000)
+            expect(page.locator("#genre-audio [data-testid='waveform-controls']")).to_be_visible(
+                timeout=30_000
+            )
             page.locator("#genre-button").click()
             answer = page.locator("#genre-label [data-testid='label-output-value']")
             expect(answer).to_be_visible(timeout=60_000)
