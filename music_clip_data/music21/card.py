@@ -48,7 +48,8 @@ def music21_card_section(summary: dict[str, Any], render_facts: dict[str, Any] |
         "",
         "### How clips were rendered",
         f"Each score is parsed with music21, grace and zero-length notes are dropped, repeats are expanded "
-        f"in pieces under 1,000 notes (where it lengthens short tunes; `repeats_expanded` in metadata), and the notes are written to MIDI directly (not through music21's exporter). "
+        f"in pieces under 1,000 notes (where it lengthens short tunes; `repeats_expanded` in metadata), "
+        f"and the notes are written to MIDI directly (not through music21's exporter). "
         f"Every clip is {r.get('clip_seconds', 15)} s at 16 kHz mono, FLAC, and draws from the same "
         f"distributions whatever its class: a GM program from {r.get('programs', 'one shared pool')} (all "
         f"voices), a SoundFont (FluidR3_GM or TimGM6mb, equally likely), a tempo uniform in "
