@@ -256,7 +256,10 @@ class MusicClipModel(MusicClipPreTrainedModel):
         """z embeddings (B, 512) of clips, not normalised."""
         return self.audio_projection(self._encode_audio_v(input_features, window_mask))
 
-    def _encode_text_v(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+    def get_text_pooled(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """The text tower's pooled output (mean or CLS, as configured), before the v layer.
+
+        A frozen tower's pooled outputs can be cached once and fed back through `text_v`."""
         if input_ids is None:
             raise ValueError("input_ids are required: tokenize the texts with the MusicClip processor")
         if attention_mask is None:
@@ -266,11 +269,12 @@ class MusicClipModel(MusicClipPreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, **kwargs
         ).last_hidden_state
         if self.config.text_pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return self.text_projection.v(pooled)
+            return hidden[:, 0]
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    def _encode_text_v(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return self.text_projection.v(self.get_text_pooled(input_ids, attention_mask, token_type_ids))
 
     def get_text_features(
         self,

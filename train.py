@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="early stopping: stop after this many epochs without a better validation macro-F1",
     )
+    f.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        help="budget of training examples seen (fewer epochs for large N)",
+    )
     f.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (0: none)")
     f.add_argument("--resume", action="store_true")
     f.add_argument("--push-to-hub", default=None, metavar="REPO_ID")
@@ -108,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--profile",
         default="full",
-        choices=["full", "quick"],
-        help="epoch budget: thesis-like 'full' or 'quick' for the 30-minute CPU demo",
+        choices=["full", "cpu", "quick"],
+        help="epoch budget: thesis-like 'full'; 'cpu' = the thesis schedule capped at 4,000 training examples "
+        "per run (the README's table on 2 cores); 'quick' for the 30-minute CPU demo",
     )
     s.add_argument("--pretrain-epochs", type=int, default=None)
     s.add_argument("--finetune-epochs", type=int, default=None)
     s.add_argument("--unfreeze-epoch", type=int, default=None)
+    s.add_argument("--max-examples", type=int, default=None, help="training examples per finetuning run")
     s.add_argument("--freeze-text", action=argparse.BooleanOptionalAction, default=True)
 
     e = sub.add_parser("evaluate", help="retrieval + zero-shot genres for a pretrained folder")

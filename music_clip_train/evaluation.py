@@ -12,7 +12,6 @@ import torch
 from .collate import flat_texts, texts_per_track
 from .data import CaptionData, GenreSplit
 from .metric_modules import classification_scores, retrieval_scores
-from .models import text_pooled
 
 ZERO_SHOT_TEMPLATE = "This is a sound of {}."  # the zero-shot-audio-classification pipeline's default prompt
 
@@ -42,7 +41,7 @@ def pooled_texts(model, texts: list[str], tokenizer, max_length: int, batch_size
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
-        chunks.append(text_pooled(model, tokens["input_ids"], tokens["attention_mask"]))
+        chunks.append(model.get_text_pooled(tokens["input_ids"], tokens["attention_mask"]))
     return torch.cat(chunks)
 
 

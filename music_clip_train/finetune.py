@@ -56,6 +56,7 @@ class FinetuneArgs:
     save_model: bool = True
     push_to_hub: str | None = None
     show_progress: bool = True
+    max_examples: int | None = None  # training-example budget per run: fewer epochs (and earlier unfreezing)
     cap_n: bool = False  # the sweep caps N at the split size (and says so); a single run asked for more stops
     debug_kill_after_epoch: int | None = field(default=None, repr=False)  # tests: SIGKILL self after epoch k
 
@@ -86,6 +87,18 @@ def validate(args: FinetuneArgs) -> None:
         raise InputError(
             f"--init {args.init!r}: no such model folder (or pass --init none to train from scratch)"
         )
+
+
+def budgeted_schedule(
+    epochs: int, unfreeze_epoch: int, n_fit: int, max_examples: int | None
+) -> tuple[int, int]:
+    """Epochs and unfreeze epoch under a budget of training examples seen: large subsets get fewer epochs, and
+    the head-only phase shrinks in proportion (thesis: 10 of 30 epochs), so every N gets the same schedule shape
+    and no run costs more than the budget (what makes the whole few-shot grid fit on 2 CPU cores)."""
+    if not max_examples or n_fit * epochs <= max_examples:
+        return epochs, unfreeze_epoch
+    budgeted = max(1, -(-max_examples // n_fit))  # ceil
+    return budgeted, round(unfreeze_epoch * budgeted / epochs)
 
 
 def select_subset(
@@ -139,7 +152,8 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
     check_mel_config(dataset_fe, fe.to_dict(), f"dataset {args.dataset!r}")
     window_samples = model.config.window_samples  # a pretrained folder brings its own window
     from_scratch = args.init == "none"
-    unfreeze_epoch = 0 if from_scratch else args.unfreeze_epoch
+    epochs, unfreeze_epoch = budgeted_schedule(args.epochs, args.unfreeze_epoch, len(fit), args.max_examples)
+    unfreeze_epoch = 0 if from_scratch else unfreeze_epoch
     tower_lr = args.learning_rate if from_scratch else args.tower_learning_rate
     tower = {id(p) for p in model.audio_tower_parameters()}
     optimizer = torch.optim.AdamW(
@@ -164,13 +178,13 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
 
     num_labels = len(genres.label_names)
     bar = tqdm(
-        total=args.epochs,
+        total=epochs,
         initial=progress.step,
         desc=f"finetune n={chosen['plan'].used} seed={args.seed}",
         disable=not (args.show_progress and accelerator.is_local_main_process),
         leave=False,
     )
-    for epoch in range(progress.step, args.epochs):
+    for epoch in range(progress.step, epochs):
         if epoch >= unfreeze_epoch:
             unwrapped.unfreeze_audio_encoder()
         else:
@@ -222,6 +236,7 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
         "capped": plan.capped,
         "n_fit": len(fit),
         "n_val": len(val),
+        "epochs": epochs,
         "unfreeze_epoch": unfreeze_epoch,
         "tower_learning_rate": tower_lr,
         "best_epoch": progress.best["epoch"],

@@ -1,4 +1,4 @@
-"""The project's `evaluate` metric modules, loaded by path from the `metrics/` folder next to this package
+"""The project's `evaluate` metric modules, loaded by path from the `metrics/` folder inside this package
 (never from the cwd, never from the Hub: the hub copies cannot be fetched offline)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import evaluate
 
-METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"  # shipped as package data
 
 
 @cache

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -97,15 +96,6 @@ def load_classifier_init(
         hf_logging.set_verbosity(verbosity)
     fe = MusicClipFeatureExtractor.from_pretrained(init)
     return model, fe
-
-
-def text_pooled(model: MusicClipModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The text tower's pooled output (before the v layer), pooled as the model does (mean or CLS)."""
-    hidden = model.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    if model.config.text_pooling == "cls":
-        return hidden[:, 0]
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
 def save_folder(model, directory: str | Path, processor=None, feature_extractor=None) -> None:

@@ -22,7 +22,7 @@ Args:
 Returns:
     recall@k for each k, map@10, median_rank, mean_rank, num_queries, num_candidates.
 Examples:
-    >>> metric = evaluate.load("metrics/retrieval")
+    >>> metric = evaluate.load("music_clip_train/metrics/retrieval")
     >>> metric.compute(predictions=[[0.9, 0.1], [0.2, 0.8]], references=[[0], [1]])["recall@1"]
     1.0
 """

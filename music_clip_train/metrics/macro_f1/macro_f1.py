@@ -21,7 +21,7 @@ Args:
 Returns:
     macro_f1 (float), accuracy (float), num_examples (int).
 Examples:
-    >>> metric = evaluate.load("metrics/macro_f1")
+    >>> metric = evaluate.load("music_clip_train/metrics/macro_f1")
     >>> metric.compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"]
     0.6666666666666666
 """

@@ -1,0 +1,112 @@
+"""The main job end to end at a tiny size (CI smoke): every stage's command, the report, and the Space answering."""
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from gradio_client import Client, handle_file
+from test_space import free_port, wait_for
+
+
+def main_job(root: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf")}
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main_job.py"),
+            "--profile",
+            "smoke",
+            "--root",
+            str(root),
+            "--no-serve",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("main_job")
+    start = time.perf_counter()
+    first = main_job(root)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return {"root": root, "first": first, "seconds": time.perf_counter() - start}
+
+
+def test_every_stage_leaves_its_artifact(smoke):
+    root = smoke["root"]
+    runs = root / "runs" / "smoke"
+    for stage in ("1/5", "2/5", "3/5", "4/5", "5/5"):
+        assert f"==> {stage}" in smoke["first"].stdout
+    from datasets import load_dataset
+
+    assert load_dataset(str(root / "data" / "music21-small"), "captions", split="train").num_rows > 0
+    genres = load_dataset(str(root / "data" / "music21-small"), "genres")
+    assert len(genres["train"].features["genre"].names) == 7
+    assert (runs / "sweep" / "pretrained" / "supcon" / "model.safetensors").exists()
+    assert (runs / "classifier" / "model.safetensors").exists()
+    table = (runs / "sweep" / "table.md").read_text()
+    assert "Audio Encoder" in table and "SCL" in table
+    evaluation = json.loads((runs / "sweep" / "pretrained" / "supcon" / "evaluation.json").read_text())
+    assert evaluation  # retrieval and zero-shot numbers were written
+
+
+def test_a_second_run_reuses_everything(smoke):
+    model = smoke["root"] / "runs" / "smoke" / "sweep" / "pretrained" / "supcon" / "model.safetensors"
+    before = model.stat().st_mtime_ns
+    start = time.perf_counter()
+    again = main_job(smoke["root"])
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert model.stat().st_mtime_ns == before  # not retrained
+    assert time.perf_counter() - start < smoke["seconds"]
+
+
+def test_two_jobs_in_one_folder_are_refused(smoke):
+    lock_path = smoke["root"] / "runs" / "smoke" / ".main_job.lock"
+    with open(lock_path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = main_job(smoke["root"], timeout=60)
+    assert refused.returncode != 0 and "another main job is running" in refused.stderr
+
+
+def test_the_space_serves_what_the_job_made(smoke, immich_tracks):
+    root = smoke["root"]
+    runs = root / "runs" / "smoke"
+    port = free_port()
+    log = root / "space.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(root / "hf"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    command = [
+        sys.executable,
+        str(REPO / "space" / "app.py"),
+        "--model",
+        str(runs / "sweep" / "pretrained" / "supcon"),
+        "--classifier",
+        str(runs / "classifier"),
+        "--library",
+        str(root / "data" / "music21-small"),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", proc, log)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(root / "downloads"))
+        label, _, _ = client.predict(handle_file(str(immich_tracks[0])), api_name="/genre")
+        assert len(label["confidences"]) == 7
+    finally:
+        proc.kill()
