@@ -118,18 +118,17 @@ def decode_all(
     else:
         context = multiprocessing.get_context("forkserver")
         # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
-        context.set_forkserver_preload(["music_clip_data.decode", type(fe).__module__])
+        # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
+        preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
+        context.set_forkserver_preload([*preload, type(fe).__module__])
+        chunksize = max(1, min(8, len(jobs) // (4 * num_proc)))
         with ProcessPoolExecutor(num_proc, mp_context=context, initializer=single_thread_worker) as pool:
             results = []
-            for status in pool.map(_decode_job, jobs, chunksize=max(1, min(8, len(jobs) // (4 * num_proc)))):
+            for status in pool.map(decode_status, *zip(*jobs, strict=True), chunksize=chunksize):
                 results.append(status)
                 bar.update()
     bar.close()
     return results
-
-
-def _decode_job(job: tuple) -> dict:
-    return decode_status(*job)
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
