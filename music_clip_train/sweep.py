@@ -145,6 +145,8 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"train.py sweep --dataset {args.dataset} --objectives {' '.join(args.objectives)} --sizes "
         f"{' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --profile {args.profile} "
         f"--output {args.output}"
+        + (f" --window-samples {args.window_samples}" if args.window_samples else "")
+        + (f" --pretrained-dir {args.pretrained_dir}" if args.pretrained_dir else "")
     )
     (output / "README.md").write_text(
         f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
