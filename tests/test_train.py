@@ -484,3 +484,12 @@ def test_sweep_pretrains_a_missing_checkpoint_itself(dataset, tmp_path, capsys) 
     assert runs["ntxent"]["init"] == str(out / "pretrained" / "ntxent")
     assert runs["none"]["window_samples"] == runs["ntxent"]["window_samples"] == WINDOW
     assert "## Few-shot genre sweep" in (out / "pretrained" / "ntxent" / "README.md").read_text()
+
+
+def test_example_budget_shortens_large_runs_and_their_head_only_phase() -> None:
+    from music_clip_train.finetune import budgeted_schedule
+
+    assert budgeted_schedule(30, 10, 48, 4000) == (30, 10)  # 1,440 examples: within budget, thesis schedule
+    assert budgeted_schedule(30, 10, 320, 4000) == (13, 4)  # ceil(4000 / 320) epochs, unfreeze scaled 10/30
+    assert budgeted_schedule(30, 10, 3200, 4000) == (2, 1)
+    assert budgeted_schedule(30, 10, 3200, None) == (30, 10)  # no budget: unchanged
