@@ -71,8 +71,6 @@ def end_to_end(paths: list[Path], fe, model, batch_size: int, workers: int) -> N
         return fe.log_mel(fe.prepare_waveform(samples.data.numpy(), fe.sampling_rate))
 
     with ThreadPoolExecutor(workers) as pool, torch.inference_mode():
-        mels = list(pool.map(load, paths))  # overlaps with nothing yet: see the pipelined loop below
-        del mels
         pending = [pool.submit(load, p) for p in paths]
         for chunk in batches(pending, batch_size):
             model.get_audio_features(**fe.window([f.result() for f in chunk]))
