@@ -186,7 +186,8 @@ def run(args: SweepArgs) -> dict:
             )
     budget = _budget(args)
     output.mkdir(parents=True, exist_ok=True)
-    cells = [(o, p, s) for o in args.objectives for p in plans for s in args.seeds]
+    # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
+    cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
     todo = [
         c for c in cells if not (_cell_dir(output, c[0], c[1].requested, c[2]) / "results.json").is_file()
     ]
