@@ -98,7 +98,8 @@ def zero_shot(
 ) -> dict:
     """Genre = the label prompt with the highest score for each test clip."""
     model.eval()
-    prompts = [template.format(name) for name in label_names]
+    # Label ids such as `baroque_chorale` read as words to the text tower only without the underscores.
+    prompts = [template.format(name.replace("_", " ")) for name in label_names]
     pooled = pooled_texts(model, prompts, tokenizer, model.config.text_max_length)
     text_z = model.text_projection(model.text_projection.v(pooled))
     audio_z = audio_embeddings(model, split.mels, feature_extractor)
