@@ -420,7 +420,8 @@ def test_evaluate_writes_json_and_card(dataset, pretrained) -> None:
     t2m = scores["retrieval"]["text_to_music"]
     assert t2m["num_queries"] == 6 and t2m["num_candidates"] == 2  # three sentences per held-out track
     assert (
-        scores["zero_shot"]["prompts"][::2] == ["This is a sound of calm.", "This is a sound of quiet tender."]
+        scores["zero_shot"]["prompts"][::2]
+        == ["This is a sound of calm.", "This is a sound of quiet tender."]
         and scores["zero_shot"]["num_examples"] == 6
     )
     card = (model / "README.md").read_text()
