@@ -1,7 +1,7 @@
 """The main job: the thesis' experiment on the bundled corpus, from nothing to a running Space.
 
     python main_job.py                  # quick profile (~30 min on 2 cores), then serves the Space
-    python main_job.py --profile full   # the whole protocol: every objective, every N, two seeds
+    python main_job.py --profile full   # the whole protocol: every objective, every N, three seeds
     python main_job.py --no-serve       # stop after the report
 
 Every stage is one of the project's own commands (printed before it runs), so a user can stop after any stage
@@ -45,9 +45,7 @@ PROFILES = {
     "smoke": Profile("small", [START_OBJECTIVE], [16], [0], "quick", 1),
     "quick": Profile("quick", [START_OBJECTIVE], [48, 160, 400, 800], [0, 1], "quick", 4),
     # The whole protocol; "cpu" = the thesis schedule capped at 4,000 training examples per run (train.py sweep).
-    # Two seeds keep it near two hours on 2 cores; `train.py sweep ... --seeds 0 1 2` on the same output adds a
-    # third (about 45 min more), skipping every finished cell.
-    "full": Profile("full", ALL_OBJECTIVES, [48, 160, 400, 800, 1600, 3200], [0, 1], "cpu", 10),
+    "full": Profile("full", ALL_OBJECTIVES, [48, 160, 400, 800, 1600, 3200], [0, 1, 2], "cpu", 10),
 }
 
 
