@@ -21,9 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# The objective a user should start with: SCL (supcon) uses all three caption sentences as positives, was the
-# thesis' best at the largest training size and, on the bundled corpus, beats the baseline at every N we ran
-# (README, "Result").
+# The objective the main job pretrains first: SCL (supcon) uses all three caption sentences as positives and was the
+# thesis' best at its largest training size. On the full bundled corpus it beats or matches the baseline at every N,
+# but IS (independent) did better at every N (README, "Result"): the candidate to replace it.
 START_OBJECTIVE = "supcon"
 # The bundled corpus is 15-s clips: a 15-s CNN window (235 frames) instead of the thesis' 4.5 minutes, which would
 # be 94 % padding and 18x the CNN work per clip.
