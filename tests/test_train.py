@@ -282,6 +282,10 @@ def test_sweep_writes_report_and_skips_finished_cells(dataset, pretrained, tmp_p
     )
     runs = json.loads((out / "runs.json").read_text())
     assert len(runs) == 8 and {r["n_used"] for r in runs} == {12, 24}
+    # Seed-major: every cell of seed 0 is written before any of seed 1, so a stopped sweep has whole grids.
+    written = sorted(out.glob("runs/*/*/results.json"), key=lambda p: p.stat().st_mtime_ns)
+    seeds = [json.loads(p.read_text())["seed"] for p in written]
+    assert seeds == [0, 0, 0, 0, 1, 1, 1, 1]
     table = (out / "table.md").read_text()
     assert "| SCL |" in table and "| Audio Encoder |" in table and "100 (→24)" in table and "±" in table
     readme = (out / "README.md").read_text()
