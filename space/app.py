@@ -5,9 +5,11 @@ Run locally: `python space/app.py [--model DIR|HUB_ID] [--classifier DIR|HUB_ID]
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +20,9 @@ sys.path.insert(
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
-from audio_input import UploadError, decode_upload  # noqa: E402
+from clip_reader import ClipReader, Limits, ReadError  # noqa: E402
 from config import (  # noqa: E402
+    CONCURRENCY,
     MAKE_CLASSIFIER,
     MAKE_LIBRARY,
     MAKE_MODEL,
@@ -28,6 +31,9 @@ from config import (  # noqa: E402
     MAX_LABELS,
     MAX_QUERY_CHARS,
     MAX_UPLOAD_MB,
+    QUEUE_SIZE,
+    WORKER_MEMORY_MB,
+    WORKER_START_SECONDS,
     SpaceConfig,
     missing,
     parse_args,
@@ -57,6 +63,8 @@ class Services:
             self.problems["library"] = "The library needs the contrastive model: " + self.problems["model"]
         else:
             self.library = self._load("library", cfg.library, MAKE_LIBRARY, lambda r: Library(r, self.model))
+        limits = Limits(cfg.request_seconds, WORKER_START_SECONDS, WORKER_MEMORY_MB)
+        self.reader = ClipReader(cfg.read_workers, limits, MAX_ANALYSED_SECONDS)
 
     def _load(self, what: str, ref: str, command: str, loader: Callable):
         message = missing(ref, what, command)
@@ -76,13 +84,30 @@ class Services:
             raise gr.Error(self.problems[what], title=f"No {what}")
         return service
 
+    def read_clip(self, path: str | None, what: str) -> tuple[Clip, str]:
+        """The upload read in a worker process with the `what` ("model"/"classifier") feature extractor."""
+        try:
+            return self.reader.read(path, getattr(self.cfg, what))
+        except ReadError as err:
+            raise gr.Error(str(err), title="Cannot use this clip") from None
 
-def read_clip(path: str | None, prepare: Callable) -> tuple[Clip, str]:
-    try:
-        audio, sampling_rate, note = decode_upload(path, MAX_ANALYSED_SECONDS)
-        return prepare(audio, sampling_rate), note
-    except (UploadError, ValueError) as err:
-        raise gr.Error(str(err), title="Cannot use this clip") from None
+
+def for_visitors(handler: Callable) -> Callable:
+    """An unexpected error becomes a plain message on the page; its details go to the server log."""
+
+    @functools.wraps(handler)
+    def answer(*args):
+        try:
+            return handler(*args)
+        except gr.Error:
+            raise
+        except Exception:
+            traceback.print_exc()
+            raise gr.Error(
+                "Something went wrong on the server while answering. Please try again.", title="Error"
+            ) from None
+
+    return answer
 
 
 def parse_labels(text: str) -> list[str]:
@@ -117,22 +142,25 @@ def players(hits: list[Hit]) -> list:
 def build_ui(services: Services) -> gr.Blocks:
     problems = services.problems
 
+    @for_visitors
     def genre(path: str | None):
         classifier = services.need("classifier")
         started = time.perf_counter()
-        clip, note = read_clip(path, classifier.prepare)
+        clip, note = services.read_clip(path, "classifier")
         probs = classifier.probabilities(clip)
         fe = classifier.feature_extractor
         image = mel_image(clip.mel, fe.sampling_rate, fe.hop_length)
         took = f"Answered in {time.perf_counter() - started:.2f} s. {note}".strip()
         return probs, image, took
 
+    @for_visitors
     def zero_shot(path: str | None, labels_text: str):
         model = services.need("model")
         labels = parse_labels(labels_text)
-        clip, note = read_clip(path, model.prepare)
+        clip, note = services.read_clip(path, "model")
         return model.zero_shot(clip, labels), note or f"{len(labels)} labels scored."
 
+    @for_visitors
     def search_text(query: str, k: float):
         library = services.need("library")
         query = (query or "").strip()
@@ -145,10 +173,11 @@ def build_ui(services: Services) -> gr.Blocks:
         hits = library.search_audio(library.model.text_embeddings([query])[0], int(k))
         return results_table(hits, RESULT_COLUMNS), *players(hits)
 
+    @for_visitors
     def search_clip(path: str | None, k: float):
         library = services.need("library")
         model = library.model
-        clip, note = read_clip(path, model.prepare)
+        clip, note = services.read_clip(path, "model")
         embedding = model.audio_embeddings([clip.mel])[0]
         hits = library.search_audio(embedding, int(k))
         captions = library.search_captions(embedding, int(k))
@@ -159,6 +188,7 @@ def build_ui(services: Services) -> gr.Blocks:
             *players(hits),
         )
 
+    @for_visitors
     def library_map(method: str):
         library = services.need("library")
         points = pd.DataFrame(library.projection(method))
@@ -265,11 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     services = Services(cfg)
     demo = build_ui(services)
     allowed = [str(services.library.audio_dir)] if services.library else []
-    demo.queue(default_concurrency_limit=2).launch(
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=cfg.host,
         server_port=cfg.port,
         share=False,
-        show_error=True,
+        show_error=False,  # gr.Error messages are still shown; anything else would show internals
         max_file_size=f"{MAX_UPLOAD_MB}mb",
         allowed_paths=allowed,
         theme=gr.themes.Soft(),

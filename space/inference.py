@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from audio_input import decode_upload
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
@@ -40,9 +41,6 @@ class ContrastiveModel:
             tokenizer=self.tokenizer,
         )
 
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
-
     @torch.inference_mode()
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
         """L2-normalised z embeddings (n, d), ready for inner-product search."""
@@ -71,9 +69,6 @@ class GenreClassifier:
         self.model = AutoModelForAudioClassification.from_pretrained(ref, trust_remote_code=True).eval()
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(ref, trust_remote_code=True)
 
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
-
     @torch.inference_mode()
     def probabilities(self, clip: Clip) -> dict[str, float]:
         feats = self.feature_extractor.window([clip.mel])
@@ -83,6 +78,12 @@ class GenreClassifier:
         probs = logits.softmax(-1).tolist()
         id2label = self.model.config.id2label
         return {id2label[i]: float(p) for i, p in enumerate(probs)}
+
+
+def read_clip(path: str | None, feature_extractor, max_seconds: float) -> tuple[Clip, str]:
+    """An upload → its Clip and a note for the visitor: all a file goes through before the model."""
+    audio, sampling_rate, note = decode_upload(path, max_seconds)
+    return prepare_clip(feature_extractor, audio, sampling_rate), note
 
 
 def prepare_clip(feature_extractor, audio: np.ndarray, sampling_rate: int) -> Clip:
