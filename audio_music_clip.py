@@ -34,6 +34,8 @@ MIN_SECONDS = 1.0  # shorter clips carry too little music to learn from or to ju
 SILENCE_DBFS = -60.0  # a peak below this is treated as silence (noise floor of an empty recording)
 MAX_SECONDS = 600.0  # the analysed length: builder, processor and Space alike; callers may pass another
 MAX_RATE = 768_000  # the highest sampling rate accepted (common converters stop at 768 kHz)
+# Bumped whenever the waveform for the same input changes (downmix, resampler, clipping): caches key on it.
+AUDIO_PATH_VERSION = "mean-soxr-hq-clip-1"
 CHUNK_VALUES = 1 << 22  # samples x channels decoded or converted at once (16 MB of float32): bounds memory
 
 
@@ -276,7 +278,9 @@ def _unreadable(err: BaseException) -> AudioRejected:
         return AudioRejected("no_audio", "The file contains no audio samples (an empty recording?).")
     if "stream" in reason.lower() and "audio" in reason.lower():
         return AudioRejected("no_audio", f"The file has no audio track ({reason}).")
-    return AudioRejected("unreadable", f"This file could not be read as audio or video ({reason}).")
+    return AudioRejected(
+        "unreadable", f"Could not read audio from this file: is it an audio or video file? ({reason})"
+    )
 
 
 def decode_native(
@@ -363,6 +367,7 @@ def load_waveform(
 
 
 __all__ = [
+    "AUDIO_PATH_VERSION",
     "MAX_SECONDS",
     "MIN_SECONDS",
     "SILENCE_DBFS",

@@ -77,12 +77,12 @@ class Services:
         return service
 
 
-def read_clip(path: str | None, prepare: Callable) -> tuple[Clip, str]:
+def read_clip(path: str | None, service: ContrastiveModel | GenreClassifier) -> tuple[Clip, str]:
     try:
-        audio, sampling_rate, note = decode_upload(path, MAX_ANALYSED_SECONDS)
-        return prepare(audio, sampling_rate), note
-    except (UploadError, ValueError) as err:
+        waveform, note = decode_upload(path, service.feature_extractor, MAX_ANALYSED_SECONDS)
+    except UploadError as err:
         raise gr.Error(str(err), title="Cannot use this clip") from None
+    return service.prepare(waveform), note
 
 
 def parse_labels(text: str) -> list[str]:
@@ -120,7 +120,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def genre(path: str | None):
         classifier = services.need("classifier")
         started = time.perf_counter()
-        clip, note = read_clip(path, classifier.prepare)
+        clip, note = read_clip(path, classifier)
         probs = classifier.probabilities(clip)
         fe = classifier.feature_extractor
         image = mel_image(clip.mel, fe.sampling_rate, fe.hop_length)
@@ -130,7 +130,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def zero_shot(path: str | None, labels_text: str):
         model = services.need("model")
         labels = parse_labels(labels_text)
-        clip, note = read_clip(path, model.prepare)
+        clip, note = read_clip(path, model)
         return model.zero_shot(clip, labels), note or f"{len(labels)} labels scored."
 
     def search_text(query: str, k: float):
@@ -148,7 +148,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def search_clip(path: str | None, k: float):
         library = services.need("library")
         model = library.model
-        clip, note = read_clip(path, model.prepare)
+        clip, note = read_clip(path, model)
         embedding = model.audio_embeddings([clip.mel])[0]
         hits = library.search_audio(embedding, int(k))
         captions = library.search_captions(embedding, int(k))

@@ -40,8 +40,8 @@ class ContrastiveModel:
             tokenizer=self.tokenizer,
         )
 
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
+    def prepare(self, waveform: np.ndarray) -> Clip:
+        return prepare_clip(self.feature_extractor, waveform)
 
     @torch.inference_mode()
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
@@ -71,8 +71,8 @@ class GenreClassifier:
         self.model = AutoModelForAudioClassification.from_pretrained(ref, trust_remote_code=True).eval()
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(ref, trust_remote_code=True)
 
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
+    def prepare(self, waveform: np.ndarray) -> Clip:
+        return prepare_clip(self.feature_extractor, waveform)
 
     @torch.inference_mode()
     def probabilities(self, clip: Clip) -> dict[str, float]:
@@ -85,9 +85,8 @@ class GenreClassifier:
         return {id2label[i]: float(p) for i, p in enumerate(probs)}
 
 
-def prepare_clip(feature_extractor, audio: np.ndarray, sampling_rate: int) -> Clip:
-    """prepare_waveform → log_mel: the extractor's own steps, kept so the tab can also draw the mel."""
-    waveform = feature_extractor.prepare_waveform(audio, sampling_rate)
+def prepare_clip(feature_extractor, waveform: np.ndarray) -> Clip:
+    """The waveform from `audio_input.decode_upload` → log_mel, kept so the tab can also draw the mel."""
     mel = feature_extractor.log_mel(waveform)
     return Clip(waveform=waveform, mel=mel, sampling_rate=feature_extractor.sampling_rate)
 
