@@ -82,13 +82,12 @@ class GenreClassifier:
 
 def read_clip(path: str | None, feature_extractor, max_seconds: float) -> tuple[Clip, str]:
     """An upload → its Clip and a note for the visitor: all a file goes through before the model."""
-    audio, sampling_rate, note = decode_upload(path, max_seconds)
-    return prepare_clip(feature_extractor, audio, sampling_rate), note
+    waveform, note = decode_upload(path, feature_extractor, max_seconds)
+    return prepare_clip(feature_extractor, waveform), note
 
 
-def prepare_clip(feature_extractor, audio: np.ndarray, sampling_rate: int) -> Clip:
-    """prepare_waveform → log_mel: the extractor's own steps, kept so the tab can also draw the mel."""
-    waveform = feature_extractor.prepare_waveform(audio, sampling_rate)
+def prepare_clip(feature_extractor, waveform: np.ndarray) -> Clip:
+    """The waveform from `audio_input.decode_upload` → log_mel, kept so the tab can also draw the mel."""
     mel = feature_extractor.log_mel(waveform)
     return Clip(waveform=waveform, mel=mel, sampling_rate=feature_extractor.sampling_rate)
 

@@ -457,7 +457,7 @@ def test_short_long_and_video_uploads_are_answered(client, clips):
         label, _, note = client.predict(handle_file(str(clips[clip])), api_name="/genre")
         assert sum(confidences(label)) == pytest.approx(1.0, abs=1e-4), clip
     label, _, note = client.predict(handle_file(str(clips["twenty_minutes"])), api_name="/genre")
-    assert "Analysed the first 4.5 of 20.0 minutes." in note
+    assert "Analysed the first 10.0 of 20.0 minutes." in note
 
 
 def test_bad_queries_get_a_message_and_the_app_keeps_serving(client, clips):
