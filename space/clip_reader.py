@@ -32,11 +32,14 @@ class WorkerLost(Exception):
     """The worker stopped answering (killed at the time limit, or died); it must be replaced."""
 
 
+def unreadable(name: str) -> str:
+    """The message for a file that failed in a way nobody wrote a message for."""
+    return f"Could not read audio from `{name}`: is it an audio or video file?"
+
+
 def safe_message(message: str, name: str) -> str:
     """A worker's message, or a plain one where it would show internals."""
-    if UNSAFE.search(message):
-        return f"Could not read audio from `{name}`: is it an audio or video file?"
-    return message
+    return unreadable(name) if UNSAFE.search(message) else message
 
 
 @dataclass

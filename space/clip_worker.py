@@ -50,16 +50,26 @@ def send(channel: BinaryIO, header: dict, arrays: dict[str, np.ndarray] | None =
     channel.flush()
 
 
+def out_of_memory(err: BaseException | None) -> bool:
+    """Whether the failure, or one it was raised while handling, was the memory cap."""
+    while err is not None:
+        if isinstance(err, MemoryError) or MEMORY_ERROR.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def visitor_message(err: BaseException, name: str) -> str:
     """The visitor's reason for a failed read; unexpected errors are logged here and answered generically."""
     from audio_input import UploadError
+    from clip_reader import unreadable
 
-    if isinstance(err, MemoryError) or MEMORY_ERROR.search(str(err)):
+    if out_of_memory(err):
         return f"`{name}` needs more memory to decode than the Space allows for one file."
     if isinstance(err, UploadError) or getattr(err, "reason", None):  # worded for visitors where raised
         return str(err)
     traceback.print_exception(err, file=sys.stderr)
-    return f"Could not read audio from `{name}`: is it an audio or video file?"
+    return unreadable(name)
 
 
 class Reader:
