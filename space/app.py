@@ -202,7 +202,8 @@ def build_ui(services: Services) -> gr.Blocks:
         gr.Markdown(
             "# MusicCLIP\nAn audio encoder pretrained against LLM pseudo-captions, then finetuned for genre. "
             f"Upload or record a clip (files up to {MAX_UPLOAD_MB} MB; the first "
-            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track)."
+            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track; "
+            f"reading a file may take at most {services.cfg.request_seconds:g} s)."
         )
         gr.Markdown(
             f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     services = Services(cfg)
     demo = build_ui(services)
     allowed = [str(services.library.audio_dir)] if services.library else []
+    services.reader.wait_ready()  # it started with Services: its imports overlapped the model loading
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=cfg.host,
         server_port=cfg.port,

@@ -66,11 +66,15 @@ class Worker:
         self.proc.kill()
         self.proc.wait()
 
-    def ask(self, request: dict) -> tuple[dict, dict[str, np.ndarray]]:
-        """Send one request, return the reply's header and arrays; WorkerLost past the limit or on death."""
+    def start(self) -> None:
+        """Wait for the worker's "ready" line (its imports done); WorkerLost if it does not come in time."""
         if not self.ready:
             self._timed(self._read_reply, self.limits.start_seconds, "start")
             self.ready = True
+
+    def ask(self, request: dict) -> tuple[dict, dict[str, np.ndarray]]:
+        """Send one request, return the reply's header and arrays; WorkerLost past the limit or on death."""
+        self.start()
         return self._timed(lambda: self._exchange(request), self.limits.request_seconds, "request")
 
     def _exchange(self, request: dict) -> tuple[dict, dict[str, np.ndarray]]:
@@ -123,6 +127,14 @@ class ClipReader:
         self.idle: queue.Queue[Worker] = queue.Queue()
         for _ in range(workers):
             self.idle.put(Worker(limits))
+
+    def wait_ready(self) -> None:
+        """Wait until the workers have started, so that the first visitor does not wait for torch to import."""
+        for worker in list(self.idle.queue):
+            try:
+                worker.start()
+            except WorkerLost as lost:  # a dead idle worker is replaced by the next read
+                print(f"clip reader: a worker did not start ({lost})", file=sys.stderr, flush=True)
 
     def read(self, path: str | None, extractor_ref: str) -> tuple[Clip, str]:
         """The upload's Clip and note, read by a worker; ReadError with the visitor's message otherwise."""

@@ -251,7 +251,7 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0
 # Runs `space/app.py` unchanged once the fixtures exist; its heavy imports overlap the fixture build.
 PRELOAD = """
 import pathlib, runpy, sys, time
-import datasets, faiss, gradio, torch, torchcodec.decoders, transformers  # noqa: F401
+import datasets, faiss, gradio, torch, transformers  # noqa: F401  (uploads decode in its read worker)
 ready = pathlib.Path(sys.argv[1])
 while not ready.exists():
     time.sleep(0.05)
