@@ -56,7 +56,7 @@ class Worker:
         self.limits = limits
         self.ready = False
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps({"memory_mb": limits.memory_mb})],
+            [sys.executable, str(WORKER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             # stderr: the server's own, so a worker's log lines land in the Space's log
@@ -141,7 +141,12 @@ class ClipReader:
         if not path:
             raise ReadError("Upload or record a clip first.")
         name = Path(path).name
-        request = {"path": path, "extractor": extractor_ref, "max_seconds": self.max_seconds}
+        request = {
+            "path": path,
+            "extractor": extractor_ref,
+            "max_seconds": self.max_seconds,
+            "memory_mb": self.limits.memory_mb,
+        }
         worker = self.idle.get()
         if worker.proc.poll() is not None:  # died while idle (killed from outside): not this file's doing
             worker = Worker(self.limits)

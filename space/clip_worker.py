@@ -31,7 +31,9 @@ def reply_channel() -> BinaryIO:
 
 
 def cap_memory(extra_mb: int) -> None:
-    """Let the process add at most `extra_mb` of data memory: a bigger allocation fails, the process lives."""
+    """Let the process add at most `extra_mb` of data memory from now on: a bigger allocation fails (a
+    MemoryError or a decoder error), the process lives. Set per request, so caches kept between requests
+    do not eat into the next one's share."""
     status = Path("/proc/self/status").read_text()
     data_kb = int(re.search(r"VmData:\s+(\d+)", status).group(1))
     limit = (data_kb << 10) + (extra_mb << 20)
@@ -99,16 +101,16 @@ class Reader:
 
 def main() -> None:
     channel = reply_channel()
-    settings = json.loads(sys.argv[1])
-    # torch, transformers and FFmpeg's libraries load before the memory cap and before the worker says it is ready
+    # torch, transformers and FFmpeg's libraries load before the worker says it is ready
     import inference  # noqa: F401
     import torchcodec.decoders  # noqa: F401
 
-    cap_memory(settings["memory_mb"])
     reader = Reader()
     send(channel, {"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
-        send(channel, *reader.handle(json.loads(line)))
+        request = json.loads(line)
+        cap_memory(request["memory_mb"])
+        send(channel, *reader.handle(request))
 
 
 if __name__ == "__main__":

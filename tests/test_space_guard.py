@@ -212,7 +212,7 @@ def test_a_read_past_the_limit_a_killed_worker_and_a_memory_hog_leave_the_reader
     clip = str(tmp_path / "clip.wav")
     huge = str(constant_flac(tmp_path / "huge.flac", 600, 384000, 8, 8192))  # 0.5 MB, 7 GB decoded
     sf.write(tmp_path / "long.wav", np.tile(music(1, 16000, 1), (600, 1)), 16000)
-    limits = Limits(request_seconds=3.0, start_seconds=600.0, memory_mb=WORKER_MEMORY_MB)
+    limits = Limits(request_seconds=600.0, start_seconds=600.0, memory_mb=WORKER_MEMORY_MB)
     reader = ClipReader(1, limits, max_seconds=600.0)
     worker = lambda: reader.idle.queue[0].proc  # noqa: E731  (the one worker, whichever it is now)
     try:
@@ -220,26 +220,7 @@ def test_a_read_past_the_limit_a_killed_worker_and_a_memory_hog_leave_the_reader
         assert read.mel.shape == (3 * 16000 // 1024 + 1, 64) and note == ""
         first = worker()
 
-        started = time.monotonic()  # 1. past the time limit: stopped, a message, a new worker
-        with pytest.raises(ReadError, match=r"`huge.flac` took longer than 3 s, so it was stopped"):
-            reader.read(huge, extractor_dir)
-        assert time.monotonic() - started < 3.0 + 10.0
-        assert first.poll() == -signal.SIGKILL
-        assert reader.read(clip, extractor_dir)[0].mel.shape == read.mel.shape
-        second = worker()
-        assert second.pid != first.pid
-
-        limits.request_seconds = 600.0  # 2. a worker killed mid-read (as the OOM killer would)
-        limits.memory_mb = 48  # (for the worker that replaces it: step 3)
-        threading.Timer(1.0, os.kill, (second.pid, signal.SIGKILL)).start()
-        started = time.monotonic()
-        with pytest.raises(ReadError, match=r"Reading `huge.flac` stopped the audio reader"):
-            reader.read(huge, extractor_dir)
-        assert time.monotonic() - started < 30.0  # noticed at once, not at the time limit
-
-        # 3. a file that needs more memory than the cap: a message, and the worker lives
-        assert reader.read(clip, extractor_dir)[0].mel.shape == read.mel.shape
-        third = worker()
+        limits.memory_mb = 48  # 1. a file that needs more memory than the cap: a message, the worker lives
         with pytest.raises(ReadError) as hog:
             reader.read(str(tmp_path / "long.wav"), extractor_dir)
         # Worded by where the allocation failed: the cap's own message, or a plain one when a decoder's
@@ -247,8 +228,31 @@ def test_a_read_past_the_limit_a_killed_worker_and_a_memory_hog_leave_the_reader
         assert re.fullmatch(
             r"`long.wav` needs more memory.*|Could not read audio from `long.wav`.*", str(hog.value)
         )
+        limits.memory_mb = WORKER_MEMORY_MB
+        assert reader.read(str(tmp_path / "long.wav"), extractor_dir)[0].mel.shape == (
+            600 * 16000 // 1024 + 1,
+            64,
+        )
+        assert worker().pid == first.pid
+
+        limits.request_seconds = 3.0  # 2. past the time limit: stopped, a message, a new worker
+        started = time.monotonic()
+        with pytest.raises(ReadError, match=r"`huge.flac` took longer than 3 s, so it was stopped"):
+            reader.read(huge, extractor_dir)
+        assert time.monotonic() - started < 3.0 + 10.0
+        assert first.poll() == -signal.SIGKILL
+        limits.request_seconds = 600.0
         assert reader.read(clip, extractor_dir)[0].mel.shape == read.mel.shape
-        assert worker().pid == third.pid
+        second = worker()
+        assert second.pid != first.pid
+
+        # 3. a worker killed mid-read (as the OOM killer would)
+        threading.Timer(1.0, os.kill, (second.pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(ReadError, match=r"Reading `huge.flac` stopped the audio reader"):
+            reader.read(huge, extractor_dir)
+        assert time.monotonic() - started < 30.0  # noticed at once, not at the time limit
+        assert worker().pid not in (first.pid, second.pid)  # already replaced
     finally:
         reader.close()
 
