@@ -108,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_feature_extractor(path: str | None) -> Any:
     from feature_extraction_music_clip import MusicClipFeatureExtractor
 
+    if path and not Path(path).is_dir():  # else from_pretrained would look for it on the Hub
+        raise ValueError(f"--feature-extractor {path}: not found (a folder with preprocessor_config.json)")
     return MusicClipFeatureExtractor.from_pretrained(path) if path else MusicClipFeatureExtractor()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from config import locate
 from datasets import (
     Audio,
     Dataset,
@@ -98,8 +99,13 @@ def folder_fingerprint(folder: Path) -> str:
 def load_library(ref: str, cache_dir: str | None = None) -> Dataset:
     """Both configs of a MusicCLIP dataset (folder or Hub id) as one table: captions rows keep their caption,
     genres rows their genre name; audio stays undecoded (bytes) until a result is played."""
-    configs = get_dataset_config_names(ref)
-    loaded = {c: load_dataset(ref, c, cache_dir=cache_dir) for c in ("captions", "genres") if c in configs}
+    name, revision = locate(ref, remote_code=False)  # a missing folder is "not found", never a Hub dataset
+    configs = get_dataset_config_names(name, revision=revision)
+    loaded = {
+        c: load_dataset(name, c, revision=revision, cache_dir=cache_dir)
+        for c in ("captions", "genres")
+        if c in configs
+    }
     if not loaded:
         raise ValueError(f"`{ref}` has neither a `captions` nor a `genres` config.")
     names = next(iter(loaded["genres"].values())).features["genre"].names if "genres" in loaded else []
