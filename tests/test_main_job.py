@@ -16,19 +16,25 @@ from gradio_client import Client, handle_file
 from test_space import free_port, wait_for
 
 
-def main_job(root: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def smoke_command(root: Path) -> tuple[list[str], dict[str, str]]:
+    """The main job's smoke profile in `root` (no Space), and its environment."""
+    command = [
+        sys.executable,
+        str(REPO / "main_job.py"),
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        "--no-serve",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf")}
+    return command, env
+
+
+def main_job(root: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command, env = smoke_command(root)
     return subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main_job.py"),
-            "--profile",
-            "smoke",
-            "--root",
-            str(root),
-            "--no-serve",
-            *extra,
-        ],
+        [*command, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -127,16 +133,7 @@ def _live_group_members(pgid: int) -> list[int]:
 
 
 def _smoke_job(root: Path, **popen) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        str(REPO / "main_job.py"),
-        "--profile",
-        "smoke",
-        "--root",
-        str(root),
-        "--no-serve",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf")}
+    command, env = smoke_command(root)
     # Its own process group: stages left behind by a kill -9 can be found and ended.
     return subprocess.Popen(command, env=env, text=True, start_new_session=True, **popen)
 
