@@ -9,12 +9,13 @@ treats a text and an audio row of one group as a negative pair: text m and row b
 `audio_group[text_audio_index[m]] == audio_group[b]`; text m's positives stay its own row.
 Embeddings come in raw; each loss normalises what it compares.
 
-Processes: under `torch.distributed` with K > 1 ranks every objective scores the global batch (every rank's rows
-in rank order; group ids must then mean the same on every rank). Each rank computes the same global loss, and the
-gather's backward sums the K ranks' gradients into each rank's own rows, so after DDP averages the K parameter
-gradients they equal the one-process gradient of that global batch. K = 1 is the same code with an identity
-gather. STL and SMM draw from `generator` (seed it identically on every rank); None uses torch's global generator
-on one process and, on K, a generator seeded by rank 0's draw from it, so all ranks draw alike.
+Processes: under `torch.distributed` with K > 1 ranks every rank must call the loss (it is a collective), and
+every objective scores the global batch: every rank's rows in rank order (ranks may hold different numbers of
+rows; group ids must mean the same on every rank). Each rank computes the same global loss, and the gather's
+backward sums the K ranks' gradients into each rank's own rows, so after DDP averages the K parameter gradients
+they equal the one-process gradient of that global batch. K = 1 is the same code with an identity gather.
+STL and SMM draw from `generator` (seed it identically on every rank); None uses torch's global generator on one
+process and, on K, a generator seeded by rank 0's draw from it, so all ranks draw alike.
 """
 
 from __future__ import annotations
