@@ -105,6 +105,12 @@ GROUP_LOSSES = {
 }
 
 
+def _random_batch(rows: int, texts_per_row: int, seed: int):
+    torch.manual_seed(seed)
+    audio, text = torch.randn(rows, 8), torch.randn(rows * texts_per_row, 8)
+    return audio, text, torch.arange(rows).repeat_interleave(texts_per_row)
+
+
 def _grad_of_row0(loss, audio, text, idx, groups, seed):
     audio = audio.clone().requires_grad_(True)
     value = loss(audio, text, idx, 1.0, audio_group=groups, generator=torch.Generator().manual_seed(seed))
@@ -117,10 +123,8 @@ def test_rows_of_one_group_are_not_negatives(objective):
     # Row 0's gradient must not depend on the texts of row 1 (same group): they are neither its positives nor
     # its negatives. Moving row 1's texts changes row 0's gradient whenever they act as negatives (they did when
     # only same-row texts were masked), under any of the seeds STL/SMM sample with.
-    torch.manual_seed(0)
     loss = GROUP_LOSSES[objective]
-    audio, text = torch.randn(3, 8), torch.randn(6, 8)
-    idx = torch.arange(3).repeat_interleave(2)
+    audio, text, idx = _random_batch(3, 2, seed=0)
     moved = text.clone()
     moved[idx == 1] = torch.randn(2, 8)
     for seed in range(8 if objective in ("triplet", "matching") else 1):
@@ -133,10 +137,8 @@ def test_rows_of_one_group_are_not_negatives(objective):
 @pytest.mark.parametrize("objective", list(GROUP_LOSSES))
 def test_distinct_groups_are_todays_row_masking(objective):
     # One group per row (or no groups) is the old behaviour bit for bit, with the same draws.
-    torch.manual_seed(1)
     loss = GROUP_LOSSES[objective]
-    audio, text = torch.randn(4, 8), torch.randn(12, 8)
-    idx = torch.arange(4).repeat_interleave(3)
+    audio, text, idx = _random_batch(4, 3, seed=1)
     none = loss(audio, text, idx, 2.0, generator=torch.Generator().manual_seed(3))
     distinct = loss(audio, text, idx, 2.0, torch.tensor([7, 1, 3, 2]), torch.Generator().manual_seed(3))
     assert torch.equal(none, distinct)
