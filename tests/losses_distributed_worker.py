@@ -94,6 +94,17 @@ def main(model_dir: str, out_dir: str) -> None:
             loss, case_grads = loss_and_grads(model, batch, tracks, objective, accelerator.backward)
             results[f"{case}/{objective}"] = accelerator.gather(torch.tensor([loss])).tolist()
             grads.update({f"{case}/{objective}/{name}": g for name, g in case_grads.items()})
+    # No generator: the ranks must still draw alike (from rank 0's global generator), even when their global
+    # generators have drifted apart (e.g. dropout on batches of different shapes).
+    torch.manual_seed(100 + accelerator.process_index)
+    for objective in ("triplet", "matching"):
+        model.module.config.objective = objective
+        batch = collate(data, processor, objective, mine)
+        with torch.no_grad():
+            loss = model(
+                **batch, audio_group=torch.tensor([group_of(t) for t in mine]), return_loss=True
+            ).loss
+        results[f"no-generator/{objective}"] = accelerator.gather(loss[None]).tolist()
     batches = {case: gather_object([tracks]) for case, tracks in local.items()}
     if accelerator.is_main_process:
         out = Path(out_dir)

@@ -58,6 +58,9 @@ def test_two_processes_score_the_global_batch_like_one(tmp_path, minilm_path):
     # Groups reach across the ranks, so the gathered group ids decide which cross-rank pairs are negatives.
     assert {group_of(t) for t in rank0} & {group_of(t) for t in rank1}
 
+    for objective in ("triplet", "matching"):
+        losses = summary["losses"][f"no-generator/{objective}"]
+        assert losses[0] == losses[1], f"{objective} without a generator: the ranks drew differently"
     model, processor = load_pretrained(model_dir)
     model.eval()
     fe = processor.feature_extractor
