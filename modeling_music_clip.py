@@ -310,9 +310,9 @@ class MusicClipModel(MusicClipPreTrainedModel):
     ) -> MusicClipOutput | tuple:
         """Embed both sides; with `return_loss=True` compute the configured objective.
 
-        `text_audio_index[m]` names the audio row that text m describes (default: text m ↔ audio m).
         `audio_group` (B,) int ids: rows of one group (track or piece) are never negatives of each other
         (default: every row its own group). `generator` drives STL/SMM sampling (seed it alike on every process).
+        `text_audio_index[m]` names the audio row that text m describes (default: text m ↔ audio m).
         `text_v` may replace `input_ids` with cached v embeddings of a frozen text tower.
         """
         audio_v = self._encode_audio_v(input_features, window_mask)
