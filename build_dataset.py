@@ -100,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not prompt_file.is_file():
             p.error(f"--prompt {args.prompt!r} is neither thesis, lyrics-comment nor a file")
         args.prompt = prompt_file.read_text(encoding="utf-8")
+    if args.max_lyrics_chars is not None and args.max_lyrics_chars < 1:
+        p.error("--max-lyrics-chars must be a positive number of characters")
     if args.test_size >= 1 and not float(args.test_size).is_integer():
         p.error("--test-size must be a fraction below 1 or a whole number of clips")
     return args

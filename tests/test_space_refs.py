@@ -110,3 +110,13 @@ def test_only_an_explicit_hub_ref_reaches_the_hub_and_remote_code_needs_a_revisi
         assert "not found" in out[name], out[name]  # an input error, before anything is fetched
     assert "revision" in out["unpinned hub model"] and not [p for p in paths if "unpinned" in p]
     assert [p for p in paths if "someone/pinned" in p and "0123abcd" in p], paths  # asked at that revision
+
+
+def test_a_model_card_links_only_a_hub_dataset() -> None:
+    from music_clip_train.cards import _front_matter
+
+    assert "datasets:" not in _front_matter(
+        ["x"], "audio-classification", "data/music21-quick"
+    )  # a local folder
+    hub = _front_matter(["x"], "audio-classification", "hub:someone/music21@0123abcd")
+    assert "datasets:\n- someone/music21\n" in hub
