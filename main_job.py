@@ -57,13 +57,13 @@ def run(stage: str, command: list[str], lock: JobLock) -> None:
     start = time.perf_counter()
     # The stage inherits the lock's file descriptor: the flock belongs to the open file, so it stays held while
     # the stage runs even if this process is killed (-9), and a second job is refused until the stage ends.
+    lock.record(stage, None)  # named before the stage exists, so a holder is never anonymous
     with subprocess.Popen(command, cwd=HERE, pass_fds=(lock.fd,)) as child:
         lock.record(stage, child.pid)
         child.wait()
-    result = child
-    if result.returncode != 0:
+    if child.returncode != 0:
         sys.exit(
-            f"main job: stage '{stage}' failed (exit {result.returncode}); fix the cause and re-run: finished "
+            f"main job: stage '{stage}' failed (exit {child.returncode}); fix the cause and re-run: finished "
             "work is kept and skipped"
         )
     print(f"<== {stage}: done in {time.perf_counter() - start:.0f} s", flush=True)
@@ -92,7 +92,9 @@ class JobLock:
             info = json.loads(os.pread(self.fd, 4096, 0) or b"{}")
         except (OSError, ValueError):
             return "holder unknown"
-        stage = f", stage '{info['stage']}' pid {info['stage_pid']}" if info.get("stage") else ""
+        if not isinstance(info, dict):
+            return "holder unknown"
+        stage = f", stage '{info['stage']}' pid {info.get('stage_pid') or '?'}" if info.get("stage") else ""
         return f"main job pid {info.get('pid', '?')}{stage}"
 
     def record(self, stage: str | None, stage_pid: int | None) -> None:
