@@ -82,9 +82,9 @@ class Reader:
 
     def extractor(self, ref: str):
         if ref not in self.extractors:
-            from transformers import AutoFeatureExtractor
+            from inference import load_feature_extractor
 
-            self.extractors[ref] = AutoFeatureExtractor.from_pretrained(ref, trust_remote_code=True)
+            self.extractors[ref] = load_feature_extractor(ref)
         return self.extractors[ref]
 
     def handle(self, request: dict) -> tuple[dict, dict[str, np.ndarray]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from audio_input import decode_upload
+from config import locate
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
@@ -29,8 +30,9 @@ class ContrastiveModel:
     """The pretrained MusicClipModel: text and audio embeddings, zero-shot through the transformers pipeline."""
 
     def __init__(self, ref: str):
-        self.model = AutoModel.from_pretrained(ref, trust_remote_code=True).eval()
-        self.processor = AutoProcessor.from_pretrained(ref, trust_remote_code=True)
+        name, revision = locate(ref, remote_code=True)  # never a Hub fetch for a mistyped local path
+        self.model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True).eval()
+        self.processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
         self.feature_extractor = self.processor.feature_extractor
         self.tokenizer = self.processor.tokenizer
         # The very object `pipeline("zero-shot-audio-classification", model=ref)` would build, minus a reload.
@@ -66,8 +68,11 @@ class GenreClassifier:
     """The finetuned MusicClipForAudioClassification and its own feature extractor."""
 
     def __init__(self, ref: str):
-        self.model = AutoModelForAudioClassification.from_pretrained(ref, trust_remote_code=True).eval()
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(ref, trust_remote_code=True)
+        name, revision = locate(ref, remote_code=True)
+        self.model = AutoModelForAudioClassification.from_pretrained(
+            name, revision=revision, trust_remote_code=True
+        ).eval()
+        self.feature_extractor = load_feature_extractor(ref)
 
     @torch.inference_mode()
     def probabilities(self, clip: Clip) -> dict[str, float]:
@@ -78,6 +83,12 @@ class GenreClassifier:
         probs = logits.softmax(-1).tolist()
         id2label = self.model.config.id2label
         return {id2label[i]: float(p) for i, p in enumerate(probs)}
+
+
+def load_feature_extractor(ref: str):
+    """A served folder's (or pinned Hub repo's) feature extractor, with its remote code."""
+    name, revision = locate(ref, remote_code=True)
+    return AutoFeatureExtractor.from_pretrained(name, revision=revision, trust_remote_code=True)
 
 
 def read_clip(path: str | None, feature_extractor, max_seconds: float) -> tuple[Clip, str]:
