@@ -31,6 +31,11 @@ class ReadError(Exception):
 class WorkerLost(Exception):
     """The worker stopped answering (killed at the time limit, or died); it must be replaced."""
 
+    def __init__(self, stage: str, timed_out: bool, detail: str):
+        super().__init__(f"{stage}: {detail}")
+        self.stage = stage  # "start" or "request"
+        self.timed_out = timed_out
+
 
 def unreadable(name: str) -> str:
     """The message for a file that failed in a way nobody wrote a message for."""
@@ -65,6 +70,8 @@ class Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            pipe.close()
 
     def start(self) -> None:
         """Wait for the worker's "ready" line (its imports done); WorkerLost if it does not come in time."""
@@ -112,8 +119,8 @@ class Worker:
         except (EOFError, OSError, ValueError) as err:  # a pipe closed or cut mid-reply
             self.kill()
             if expired.is_set():
-                raise WorkerLost(f"{what} past {seconds:g} s") from err
-            raise WorkerLost(f"{what}: worker exited with {self.proc.returncode}") from err
+                raise WorkerLost(what, True, f"past {seconds:g} s") from err
+            raise WorkerLost(what, False, f"worker exited with {self.proc.returncode}") from err
         finally:
             timer.cancel()
 
@@ -154,7 +161,7 @@ class ClipReader:
             header, arrays = worker.ask(request)
         except WorkerLost as lost:
             print(f"clip reader: {name}: {lost}; starting a new worker", file=sys.stderr, flush=True)
-            raise ReadError(self._lost_message(name, str(lost))) from None
+            raise ReadError(self._lost_message(name, lost)) from None
         finally:
             self.idle.put(worker if worker.proc.poll() is None else Worker(self.limits))
         if not header["ok"]:
@@ -162,14 +169,14 @@ class ClipReader:
         clip = Clip(waveform=arrays["waveform"], mel=arrays["mel"], sampling_rate=header["sampling_rate"])
         return clip, header["note"]
 
-    def _lost_message(self, name: str, why: str) -> str:
-        if why.startswith("request past"):
+    def _lost_message(self, name: str, lost: WorkerLost) -> str:
+        if lost.stage == "start":
+            return "The Space could not start its audio reader just now. Please try again in a minute."
+        if lost.timed_out:
             return (
                 f"Reading `{name}` took longer than {self.limits.request_seconds:g} s, so it was stopped. "
                 "Try a shorter clip or a common format (WAV, MP3, FLAC, Ogg, M4A)."
             )
-        if why.startswith("start"):
-            return "The Space could not start its audio reader just now. Please try again in a minute."
         return f"Reading `{name}` stopped the audio reader (the file may be damaged). Try another file."
 
     def close(self) -> None:
