@@ -23,7 +23,8 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     for name in ("configuration_music_clip", "modeling_music_clip", "losses_music_clip",
-                 "feature_extraction_music_clip", "processing_music_clip", "train", "build_dataset"):
+                 "feature_extraction_music_clip", "processing_music_clip", "audio_music_clip", "train",
+                 "build_dataset"):
         sys.modules[name] = None  # any import of the repository now fails
     import numpy as np, torch
     from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification,
@@ -35,6 +36,9 @@ CHILD = textwrap.dedent(
     AutoFeatureExtractor.from_pretrained(model_dir, trust_remote_code=True)
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song", "a jig"], return_tensors="pt")
+    import soundfile
+    soundfile.write("clip.wav", wave, 44100, subtype="FLOAT")  # a path goes through the folder's audio path too
+    path_gap = float((processor(audio="clip.wav")["input_features"] - inputs["input_features"]).abs().max())
     with torch.no_grad():
         out = model(**inputs)
     zero_shot = pipeline("zero-shot-audio-classification", model=model_dir, trust_remote_code=True)
@@ -46,7 +50,7 @@ CHILD = textwrap.dedent(
     print(json.dumps({
         "model_class": type(model).__name__, "config_class": type(config).__name__,
         "module": type(model).__module__, "logits": out.logits_per_audio.tolist(),
-        "zero_shot": zs, "clf_class": type(clf).__name__, "classify": result,
+        "zero_shot": zs, "clf_class": type(clf).__name__, "classify": result, "path_gap": path_gap,
     }))
     """
 )
@@ -81,6 +85,7 @@ def test_folders_hold_safetensors_and_code(saved_folders):
         "modeling_music_clip.py",
         "losses_music_clip.py",
         "processing_music_clip.py",
+        "audio_music_clip.py",
         "README.md",
     } <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
@@ -105,6 +110,7 @@ def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
     assert result["model_class"] == "MusicClipModel" and result["config_class"] == "MusicClipConfig"
     assert result["module"].startswith("transformers_modules"), result["module"]  # code came from the folder
     assert str(REPO) not in result["module"]
+    assert result["path_gap"] <= 1e-4  # a file and its samples give the same features in remote code
     # The same scores as in this process.
     processor = MusicClipProcessor.from_pretrained(model_dir, trust_remote_code=True)
     wave = (0.3 * np.sin(2 * np.pi * 220 * np.arange(44100 * 6) / 44100)).astype(np.float32)
