@@ -15,9 +15,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 try:
+    from .audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from .configuration_music_clip import MusicClipConfig
     from .losses_music_clip import build_loss
 except ImportError:
+    from audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from configuration_music_clip import MusicClipConfig
     from losses_music_clip import build_loss
 
@@ -59,6 +61,11 @@ each followed by v ({config.projection_hidden_size}) and z ({config.projection_d
   matching = SMM); symmetric contrastive loss: {config.symmetric_loss}.
 - Audio front end: {config.sampling_rate} Hz, n_fft {config.n_fft}, hop {config.hop_length}, {config.n_mels} mels,
   log(1 + power); windows of {window_s:g} s, longer clips covered by several windows whose embeddings are averaged.
+- Audio in (`audio_music_clip.py`, the same path the dataset builder used): a file path or bytes (any format FFmpeg
+  reads, video soundtracks included) or samples with their rate (any channel layout, float or integer PCM) →
+  channels **averaged** (the mean: a mono file stored as stereo is unchanged; not FFmpeg's (L+R)/√2, which is
+  3 dB louder), resampled with soxr, the first {MAX_SECONDS:g} s kept, clipped to ±1. Clips under {MIN_SECONDS:g} s, silent
+  (peak below {SILENCE_DBFS:g} dBFS) or with NaN/inf samples raise `AudioRejected`, a `ValueError` with a readable message.
 - Labels: {labels}.
 
 ## Use
@@ -68,7 +75,13 @@ model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 processor = AutoProcessor.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song"], return_tensors="pt")
 scores = model(**inputs).logits_per_audio
+features = processor(audio="song.mp3")  # a path (or bytes) takes the same audio path as samples
 ```
+The stock `transformers` pipelines decode a path with their own `ffmpeg_read` (FFmpeg's downmix and resampler),
+reject multi-channel arrays and resample other rates with torchaudio: on real 44.1/48 kHz stereo files their
+log-mel differs from the training front end by 20-22 % of the mean level (mean absolute difference). Give a
+pipeline the waveform of the one audio path instead (mono at the model's rate: the pipeline then neither
+downmixes nor resamples): `pipe(processor.feature_extractor.prepare_waveform("song.mp3"), ...)`.
 {extra}
 ## Intended use and limits
 Research on music-text representations and few-shot music classification. Trained on small data (see above):
