@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ try:
     from .audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from .configuration_music_clip import MusicClipConfig
     from .losses_music_clip import build_loss
+    from .pipeline_music_clip import CUSTOM_PIPELINES
 except ImportError:
     from audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from configuration_music_clip import MusicClipConfig
     from losses_music_clip import build_loss
+    from pipeline_music_clip import CUSTOM_PIPELINES
 
 
 def default_text_tower() -> str:
@@ -186,6 +189,8 @@ class MusicClipPreTrainedModel(PreTrainedModel):
         other_heads = {"AutoModel", "AutoModelForAudioClassification"} - {self._auto_class}
         if getattr(self.config, "auto_map", None):
             self.config.auto_map = {k: v for k, v in self.config.auto_map.items() if k not in other_heads}
+        # The folder's pipelines read audio through the one audio path (pipeline_music_clip.py travels with it).
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES.get(type(self).__name__, {}))
         result = super().save_pretrained(save_directory, *args, **kwargs)
         card = Path(save_directory) / "README.md"
         if not card.exists():
