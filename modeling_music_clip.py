@@ -80,11 +80,11 @@ inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song"], 
 scores = model(**inputs).logits_per_audio
 features = processor(audio="song.mp3")  # a path (or bytes) takes the same audio path as samples
 ```
-The stock `transformers` pipelines decode a path with their own `ffmpeg_read` (FFmpeg's downmix and resampler),
-reject multi-channel arrays and resample other rates with torchaudio: on real 44.1/48 kHz stereo files their
-log-mel differs from the training front end by 20-22 % of the mean level (mean absolute difference). Give a
-pipeline the waveform of the one audio path instead (mono at the model's rate: the pipeline then neither
-downmixes nor resamples): `pipe(processor.feature_extractor.prepare_waveform("song.mp3"), ...)`.
+`pipeline("zero-shot-audio-classification" or "audio-classification", model=..., trust_remote_code=True)` builds
+this folder's own pipeline classes (`pipeline_music_clip.py`, registered under `custom_pipelines`): a path, bytes,
+a `{{"raw": samples, "sampling_rate": rate}}` dict in any channel layout or a `datasets` audio value take the same
+audio path. (The stock classes decode a path with `ffmpeg_read`, FFmpeg's downmix and resampler: 20-22 % mean
+log-mel difference on real 44.1/48 kHz stereo files.)
 {extra}
 ## Intended use and limits
 Research on music-text representations and few-shot music classification. Trained on small data (see above):
