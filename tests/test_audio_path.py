@@ -155,7 +155,11 @@ def test_odd_rates_cost_little_memory_and_time(tmp_path):
 @pytest.mark.parametrize(
     ("make", "reason", "message"),
     [
-        (lambda rng: rng.uniform(-1, 1, SR // 10), "too_short", r"^0\.1 s is too short: at least 1 s is needed"),
+        (
+            lambda rng: rng.uniform(-1, 1, SR // 10),
+            "too_short",
+            r"^0\.1 s is too short: at least 1 s is needed",
+        ),
         (lambda rng: rng.uniform(-1, 1, 1), "too_short", r"^0\.1 ms is too short: at least 1 s is needed"),
         (lambda rng: np.zeros(SR * 10), "silent", r"^The clip is silent \(digital silence"),
         (
