@@ -219,3 +219,42 @@ def test_long_input_is_cut_at_max_seconds_alike_for_files_and_arrays(tmp_path):
     assert from_file.waveform.size == from_array.waveform.size == 2 * SR
     np.testing.assert_allclose(from_file.waveform, from_array.waveform, atol=1e-6)
     assert from_file.info["native_channels"] == 2 and from_file.info["native_sampling_rate"] == 22050
+
+
+# A file whose decoded size is large (20 s, 8 channels at 384 kHz: 246 MB as float32) but small on disk; decoding
+# it whole would need that much at once, the chunked decode needs about one chunk (16 MB) at a time.
+FILE_RSS_CHILD = textwrap.dedent(
+    """
+    import json, resource, subprocess, sys
+    from audio_music_clip import load_audio
+    path, warm = sys.argv[1], sys.argv[2]
+    load_audio(warm)  # imports torchcodec and FFmpeg's libraries
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded = load_audio(path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"samples": loaded.waveform.size, "info": loaded.info, "rss_above_base_mb": (peak - base) / 1024}))
+    """
+)
+
+
+@pytest.mark.slow  # ~15 s on a loaded 2-core machine: `pytest -m slow tests/test_audio_path.py`
+def test_decoding_memory_does_not_grow_with_rate_or_channels(tmp_path):
+    path, warm = tmp_path / "eight_channels_384k.flac", tmp_path / "warm.wav"
+    sf.write(warm, np.random.default_rng(8).uniform(-0.5, 0.5, SR * 2), SR)
+    levels = "|".join(["0.25"] * 8)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"aevalsrc={levels}:s=384000:d=20", str(path)],
+        check=True,
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", FILE_RSS_CHILD, str(path), str(warm)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["info"]["native_channels"] == 8 and result["info"]["native_sampling_rate"] == 384000
+    assert result["samples"] == 20 * SR
+    assert result["rss_above_base_mb"] < 100, result  # decoded whole: 246 MB
