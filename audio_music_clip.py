@@ -146,14 +146,20 @@ def _native_limit(rate: int, max_seconds: float | None) -> int | None:
 
 class _MonoStream:
     """Chunks `(channels, n)` at the native rate → mono float32 at the target rate. Files and arrays both pass
-    through here, so they share one downmix, one resampler, one cut and one clipping rule."""
+    through here, so they share one downmix, one resampler, one cut and one clipping rule.
 
-    def __init__(self, rate: int, target_rate: int, max_seconds: float | None):
+    The output goes into one preallocated buffer (grown by doubling if a file runs past its header's duration):
+    keeping a small array per chunk between the decoder's large per-chunk buffers fragments the C heap so that
+    the process keeps every chunk's memory (measured: +14 MB a chunk on a 384 kHz 8-channel FLAC)."""
+
+    def __init__(self, rate: int, target_rate: int, max_seconds: float | None, expected_samples: int = 0):
         self.rate, self.target_rate = rate, target_rate
         self.limit = _native_limit(rate, max_seconds)
         self.fed = 0
         self.cut = False
-        self.parts: list[np.ndarray] = []
+        expected = min(expected_samples, self.limit) if self.limit is not None else expected_samples
+        self.out = np.empty(math.ceil(expected * target_rate / rate) + 64, np.float32)
+        self.size = 0
         self.resampler = (
             None if rate == target_rate else soxr.ResampleStream(rate, target_rate, 1, dtype="float32")
         )
@@ -166,8 +172,12 @@ class _MonoStream:
         """One chunk, channels first. Extra samples past `max_seconds` are dropped (and noted)."""
         if self.limit is not None and self.fed + chunk.shape[1] > self.limit:
             chunk, self.cut = chunk[:, : self.limit - self.fed], True
+        if chunk.shape[1] == 0:
+            return
         mono = _to_float(chunk).mean(axis=0, dtype=np.float32)  # the one downmix rule
-        if not np.isfinite(mono).all():
+        if not (
+            np.isfinite(mono.min()) and np.isfinite(mono.max())
+        ):  # NaN and inf reach min/max; no temporaries
             at = (self.fed + int(np.argmin(np.isfinite(mono)))) / self.rate
             raise AudioRejected(
                 "non_finite", f"The audio contains non-finite samples (NaN or infinity), first at {at:.2f} s."
@@ -177,12 +187,16 @@ class _MonoStream:
 
     def _push(self, mono: np.ndarray, last: bool) -> None:
         out = mono if self.resampler is None else self.resampler.resample_chunk(mono, last=last)
-        if out.size:
-            self.parts.append(np.array(out, dtype=np.float32, copy=True))
+        if self.size + out.size > self.out.size:
+            grown = np.empty(max(2 * self.out.size, self.size + out.size), np.float32)
+            grown[: self.size] = self.out[: self.size]
+            self.out = grown
+        self.out[self.size : self.size + out.size] = out
+        self.size += out.size
 
     def finish(self) -> np.ndarray:
         self._push(np.zeros(0, np.float32), last=True)
-        wave = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+        wave = self.out[: self.size]
         np.clip(wave, -1.0, 1.0, out=wave)  # the one clipping rule, after resampling
         return wave
 
@@ -317,7 +331,8 @@ def load_audio(
     target_rate = _check_rate(target_rate)
     if is_encoded(audio):
         reader = _FileReader(audio)
-        stream = _MonoStream(reader.rate, target_rate, max_seconds)
+        expected = round((reader.duration or 0.0) * reader.rate)
+        stream = _MonoStream(reader.rate, target_rate, max_seconds, expected)
         for chunk in reader.chunks(max_seconds):
             stream.feed(chunk)
             if stream.full:
@@ -330,7 +345,7 @@ def load_audio(
             raise ValueError("sampling_rate is needed with an array of samples")
         rate = _check_rate(sampling_rate)
         wave = _as_array(audio)
-        stream = _MonoStream(rate, target_rate, max_seconds)
+        stream = _MonoStream(rate, target_rate, max_seconds, max(wave.shape, default=0))
         for chunk in _array_chunks(wave):
             stream.feed(chunk)
             if stream.full:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,15 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 try:
+    from .audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from .configuration_music_clip import MusicClipConfig
     from .losses_music_clip import build_loss
+    from .pipeline_music_clip import CUSTOM_PIPELINES
 except ImportError:
+    from audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from configuration_music_clip import MusicClipConfig
     from losses_music_clip import build_loss
+    from pipeline_music_clip import CUSTOM_PIPELINES
 
 
 def default_text_tower() -> str:
@@ -59,6 +64,11 @@ each followed by v ({config.projection_hidden_size}) and z ({config.projection_d
   matching = SMM); symmetric contrastive loss: {config.symmetric_loss}.
 - Audio front end: {config.sampling_rate} Hz, n_fft {config.n_fft}, hop {config.hop_length}, {config.n_mels} mels,
   log(1 + power); windows of {window_s:g} s, longer clips covered by several windows whose embeddings are averaged.
+- Audio in (`audio_music_clip.py`, the same path the dataset builder used): a file path or bytes (any format FFmpeg
+  reads, video soundtracks included) or samples with their rate (any channel layout, float or integer PCM) →
+  channels **averaged** (the mean: a mono file stored as stereo is unchanged; not FFmpeg's (L+R)/√2, which is
+  3 dB louder), resampled with soxr, the first {MAX_SECONDS:g} s kept, clipped to ±1. Clips under {MIN_SECONDS:g} s, silent
+  (peak below {SILENCE_DBFS:g} dBFS) or with NaN/inf samples raise `AudioRejected`, a `ValueError` with a readable message.
 - Labels: {labels}.
 
 ## Use
@@ -68,7 +78,13 @@ model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 processor = AutoProcessor.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
 inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song"], return_tensors="pt")
 scores = model(**inputs).logits_per_audio
+features = processor(audio="song.mp3")  # a path (or bytes) takes the same audio path as samples
 ```
+`pipeline("zero-shot-audio-classification" or "audio-classification", model=..., trust_remote_code=True)` builds
+this folder's own pipeline classes (`pipeline_music_clip.py`, registered under `custom_pipelines`): a path, bytes,
+a `{{"raw": samples, "sampling_rate": rate}}` dict in any channel layout or a `datasets` audio value take the same
+audio path. (The stock classes decode a path with `ffmpeg_read`, FFmpeg's downmix and resampler: 20-22 % mean
+log-mel difference on real 44.1/48 kHz stereo files.)
 {extra}
 ## Intended use and limits
 Research on music-text representations and few-shot music classification. Trained on small data (see above):
@@ -173,6 +189,8 @@ class MusicClipPreTrainedModel(PreTrainedModel):
         other_heads = {"AutoModel", "AutoModelForAudioClassification"} - {self._auto_class}
         if getattr(self.config, "auto_map", None):
             self.config.auto_map = {k: v for k, v in self.config.auto_map.items() if k not in other_heads}
+        # The folder's pipelines read audio through the one audio path (pipeline_music_clip.py travels with it).
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES.get(type(self).__name__, {}))
         result = super().save_pretrained(save_directory, *args, **kwargs)
         card = Path(save_directory) / "README.md"
         if not card.exists():

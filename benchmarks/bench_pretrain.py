@@ -68,7 +68,7 @@ def main() -> None:
     model.text_model.eval()
     probe = new_processor(model.config, None, None, None).feature_extractor
     # What the dataset builder stores once per track: the log-mel of the decoded audio.
-    stored = [probe.log_mel(probe.prepare_waveform(*sf.read(p, dtype="float32"))) for p in tracks]
+    stored = [probe.log_mel(probe.prepare_waveform(p)) for p in tracks]  # the builder's audio path
     processor = new_processor(model.config, *mel_statistics(stored), None)
     fe, tokenizer = processor.feature_extractor, processor.tokenizer
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

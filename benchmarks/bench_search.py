@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "space"))
 sys.path.insert(0, str(ROOT))
 
 from audio_input import decode_upload  # noqa: E402
+from config import MAX_ANALYSED_SECONDS  # noqa: E402
 from library_index import add_index, index_factory, set_nprobe  # noqa: E402
 from plots import mel_image  # noqa: E402
 
@@ -183,8 +184,7 @@ def bench_genre(classifier_ref: str | None, repeats: int) -> None:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        audio, sr, _ = decode_upload(str(clip), 270.0)
-        wave = fe.prepare_waveform(audio, sr)
+        wave, _ = decode_upload(str(clip), fe, MAX_ANALYSED_SECONDS)  # the Space's own reading
         mel = fe.log_mel(wave)
         feats = fe.window([mel])
         with torch.inference_mode():

@@ -23,7 +23,9 @@ def decode_upload(path: str | None, feature_extractor: Any, max_seconds: float) 
         raise UploadError("Upload or record a clip first.")
     load = getattr(feature_extractor, "load_audio", None)
     if load is None:  # a model folder saved before audio_music_clip existed
-        raise UploadError("The served model was saved by an older MusicCLIP: save it again to analyse uploads.")
+        raise UploadError(
+            "The served model was saved by an older MusicCLIP: save it again to analyse uploads."
+        )
     try:
         loaded = load(path, max_seconds=max_seconds)
     except ValueError as err:  # AudioRejected: its message is written for the visitor

@@ -13,6 +13,7 @@ from transformers import (
     AutoModel,
     AutoModelForAudioClassification,
     AutoProcessor,
+    ZeroShotAudioClassificationPipeline,
     pipeline,
 )
 
@@ -38,6 +39,9 @@ class ContrastiveModel:
         # The very object `pipeline("zero-shot-audio-classification", model=ref)` would build, minus a reload.
         self.zero_shot_pipe = pipeline(
             "zero-shot-audio-classification",
+            # The stock class: uploads reach it as the one audio path's waveform (mono at the model's rate), and a
+            # folder's own class (custom_pipelines) cannot be resolved from a model object.
+            pipeline_class=ZeroShotAudioClassificationPipeline,
             model=self.model,
             feature_extractor=self.feature_extractor,
             tokenizer=self.tokenizer,
