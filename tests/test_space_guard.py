@@ -323,3 +323,32 @@ def test_a_ten_minute_384khz_8_channel_flac_is_answered_or_stopped_at_the_limit(
     assert problem is None, problem
     assert sum(confidences(label)) == pytest.approx(1.0, abs=1e-4)
     assert peak[0] < TREE_RSS_LIMIT_MB, f"peak RSS {peak[0]:.0f} MB"
+
+
+def test_internals_never_reach_the_visitor(capfd):
+    """A handler's unexpected error, and a decoder message with a source location or a server path, become
+    plain sentences; the details go to the server log."""
+    import gradio as gr
+    from app import for_visitors
+    from clip_reader import safe_message
+
+    @for_visitors
+    def handler(path: str):
+        raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:127] cannot read {path}")
+
+    with pytest.raises(gr.Error) as shown:
+        handler("/tmp/gradio/0123/clip.wav")
+    assert shown.value.message.startswith("Something went wrong on the server")
+    assert not INTERNALS.search(shown.value.message)
+    assert "alloc_cpu.cpp:127" in capfd.readouterr().err
+    for leaky in (
+        "Could not read (SingleStreamDecoder.cpp:41, Invalid data)",
+        "Could not open input file: /tmp/musicclip-space-x/gradio/0123/clip.wav",
+        "Traceback (most recent call last): ...",
+    ):
+        assert (
+            safe_message(leaky, "clip.wav")
+            == "Could not read audio from `clip.wav`: is it an audio or video file?"
+        )
+    fine = "0.1 s is too short: at least 1 s is needed."
+    assert safe_message(fine, "clip.wav") == fine
