@@ -16,20 +16,21 @@ import argparse
 import json
 import multiprocessing
 import os
-import shlex
 import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
-from music_clip_data.card import render_card
+from music_clip_data.card import redacted_command, render_card
 from music_clip_data.decode import DecodeSettings, decode_status, load_cached, single_thread_worker
+from music_clip_data.files import LOCK_NAME, atomic_write_text, folder_lock, unique_token
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.prompts import PROMPTS
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
@@ -38,6 +39,7 @@ from music_clip_data.writer import (
     captions_features,
     dataset_info_yaml,
     genres_features,
+    remove_stale_files,
     split_roles,
     test_mask,
     write_split,
@@ -80,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
     )
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card (secrets redacted there)
     if args.source is None:  # `--audio-dir x --metadata y` alone means the user's own music, as in the issue
         args.source = "manifest" if args.metadata else "folder" if args.audio_dir else DEFAULT_SOURCE
     if args.prompt not in ("thesis", "lyrics-comment"):
@@ -197,7 +200,15 @@ def collect(run: SourceRun, skipped: list[dict]) -> list[Track]:
 
 
 def build(args: argparse.Namespace) -> dict:
-    """Run the whole build; returns the summary also written to build_summary.json."""
+    """Run the whole build under the output folder's lock; returns the summary also written to build_summary.json.
+
+    A second builder on the same folder is refused (`FolderLocked`, naming the holder): two would otherwise
+    write and clean up the same shards and cache."""
+    with folder_lock(args.output):
+        return _build_locked(args)
+
+
+def _build_locked(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     timings: dict[str, float] = {}
     output: Path = args.output
@@ -307,6 +318,7 @@ def build(args: argparse.Namespace) -> dict:
     n_mels = int(fe.feature_size)
     total_rows = len(caption_rows) + len(genre_set)
     shards: dict[str, dict[str, list[Path]]] = {"captions": {}, "genres": {}}
+    build_id = unique_token()  # new shard names: the previous build's shards stay readable until the card
     features = {"captions": captions_features(n_mels), "genres": genres_features(n_mels, genre_names)}
     with tqdm(total=total_rows, desc="write parquet", unit="clip") as bar:
         shards["captions"]["train"] = write_split(
@@ -315,6 +327,7 @@ def build(args: argparse.Namespace) -> dict:
             features["captions"],
             output / "captions",
             "train",
+            build_id,
             progress=bar.update,
         )  # fmt: skip
         for split, wanted in (("train", False), ("test", True)):
@@ -324,6 +337,7 @@ def build(args: argparse.Namespace) -> dict:
                 features["genres"],
                 output / "genres",
                 split,
+                build_id,
                 progress=bar.update,
             )
     fe.save_pretrained(str(output / "feature_extractor"))
@@ -364,10 +378,17 @@ def build(args: argparse.Namespace) -> dict:
     info["dataset_info"] = [
         dataset_info_yaml(name, features[name], shards[name]) for name in ("captions", "genres")
     ]
-    card = render_card(info)
-    card.save(str(output / "README.md"))
+    info["shard_files"] = {
+        name: {split: [p.relative_to(output).as_posix() for p in paths] for split, paths in splits.items()}
+        for name, splits in shards.items()
+    }
+    # The commit point: the card names this build's exact shards; only then do the old ones go.
+    atomic_write_text(output / "README.md", str(render_card(info)))
+    remove_stale_files(
+        [output / name for name in shards], [p for s in shards.values() for p in chain(*s.values())]
+    )
     if args.push_to_hub:
-        push(output, args.push_to_hub)
+        push(output, args.push_to_hub, published_files(output, info["shard_files"]))
     return summary
 
 
@@ -401,7 +422,7 @@ def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: A
         "caption_prompt_name": prompt_name,
         "caption_model": args.llm_model if args.llm_base_url else None,
         "caption_temperature": getattr(caption_settings, "temperature", None),
-        "command": "build_dataset.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "build_dataset.py",
+        "command": redacted_command("build_dataset.py", args.argv),
         "split_rule": (
             f"groups without a role from the source: {args.captions_fraction:.0%} of each class' groups → "
             f"captions (sklearn GroupShuffleSplit, seed {args.seed}), unlabelled → captions; genres test split: "
@@ -421,15 +442,22 @@ def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: A
 
 
 def write_reports(output: Path, skipped: list[dict], summary: dict) -> None:
-    with open(output / "skipped.jsonl", "w", encoding="utf-8") as handle:
-        for entry in skipped:
-            handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-    (output / "build_summary.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+    lines = [json.dumps(entry, ensure_ascii=False, default=str) + "\n" for entry in skipped]
+    atomic_write_text(output / "skipped.jsonl", "".join(lines))
+    atomic_write_text(output / "build_summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def published_files(output: Path, shard_files: dict[str, dict[str, list[str]]]) -> list[str]:
+    """What `--push-to-hub` uploads: the card, the shards it lists and the feature extractor. Not the local
+    reports (`skipped.jsonl` and `build_summary.json` name local paths), the cache, the lock or temp files."""
+    extractor = sorted(
+        p.relative_to(output).as_posix() for p in (output / "feature_extractor").glob("*.json")
     )
+    shards = [path for splits in shard_files.values() for paths in splits.values() for path in paths]
+    return ["README.md", *shards, *extractor]
 
 
-def push(output: Path, repo_id: str) -> None:
+def push(output: Path, repo_id: str, files: list[str]) -> None:
     from huggingface_hub import HfApi
 
     token = os.environ.get("HF_TOKEN")
@@ -441,7 +469,9 @@ def push(output: Path, repo_id: str) -> None:
         folder_path=str(output),
         repo_id=repo_id,
         repo_type="dataset",
-        ignore_patterns=[f"{CACHE_DIR_NAME}/**"],
+        allow_patterns=files,  # our own names: no glob characters in them
+        # Remote files not uploaded now: the previous push's shards, and what older builders published by mistake.
+        delete_patterns=["captions/*.parquet", "genres/*.parquet", "skipped.jsonl", "*.tmp", LOCK_NAME],
     )
 
 
