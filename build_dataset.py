@@ -16,10 +16,12 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import as_completed
 from dataclasses import asdict
 from itertools import chain
 from pathlib import Path
@@ -29,7 +31,17 @@ from tqdm.auto import tqdm
 
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
 from music_clip_data.card import redacted_command, render_card
-from music_clip_data.decode import DecodeSettings, decode_status, load_cached, single_thread_worker
+from music_clip_data.decode import (
+    DECODE_TIME_LIMIT_S,
+    DecodeSettings,
+    decode_status,
+    failed_status,
+    forget_failure,
+    load_cached,
+    record_failure,
+    recorded_failure,
+    single_thread_worker,
+)
 from music_clip_data.files import LOCK_NAME, atomic_write_text, folder_lock, unique_token
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.prompts import PROMPTS
@@ -79,6 +91,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=DecodeSettings.max_seconds)
     p.add_argument("--silence-dbfs", type=float, default=DecodeSettings.silence_dbfs)
     p.add_argument(
+        "--decode-time-limit",
+        type=float,
+        default=DECODE_TIME_LIMIT_S,
+        help="seconds one file's decode may take in a worker (--num-proc 2+); past it the file is skipped",
+    )
+    p.add_argument(
+        "--retry-skipped",
+        action="store_true",
+        help="decode again the files whose decode crashed its worker or ran out of time on an earlier run",
+    )
+    p.add_argument(
         "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
     )
     args = p.parse_args(argv)
@@ -102,36 +125,77 @@ def load_feature_extractor(path: str | None) -> Any:
 
 
 def decode_all(
-    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
+    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, args: argparse.Namespace
 ) -> list[dict]:
     """Decode + log-mel every track (cached per file hash); one small status dict per track, in order.
+
+    With `--num-proc` 2 or more each file is decoded in a worker process under `--decode-time-limit`. A file
+    whose decode kills its worker (a native crash, the OOM killer) or runs past the limit is skipped with that
+    reason, the build goes on (Pebble replaces the worker), and the failure is recorded so that later runs skip
+    it without paying again, unless `--retry-skipped`. `--num-proc 1` decodes in this process: no time limit.
 
     Workers come from a fork server, never from a fork of this process: a fork after torch has used its OpenMP
     pool deadlocks in the child (libgomp), which happens whenever the builder runs in a process that computed
     anything with torch (tests, notebooks, the benchmark).
     """
-    jobs = [(str(t.audio_path), fe, settings, str(cache_dir)) for t in tracks]
-    num_proc = max(1, min(num_proc, len(tracks)))
-    bar = tqdm(total=len(jobs), desc=f"decode + log-mel ({num_proc} proc)", unit="clip")
+    results: list[dict | None] = [None] * len(tracks)
+    todo: list[int] = []
+    for i, track in enumerate(tracks):
+        path = str(track.audio_path)
+        known = None if args.retry_skipped else recorded_failure(cache_dir, path, settings)
+        if known is not None:
+            results[i] = failed_status(f"{known} (on an earlier run; --retry-skipped tries it again)")
+        else:
+            forget_failure(cache_dir, path, settings)
+            todo.append(i)
+    jobs = {i: (str(tracks[i].audio_path), fe, settings, str(cache_dir)) for i in todo}
+    num_proc = max(1, min(args.num_proc, len(todo)))
+    bar = tqdm(total=len(tracks), initial=len(tracks) - len(todo), desc=f"decode + log-mel ({num_proc} proc)")
     if num_proc == 1:
-        results = []
-        for job in jobs:
-            results.append(decode_status(*job))
-            bar.update()
+        done: Iterator[tuple[int, dict | str]] = ((i, decode_status(*job)) for i, job in jobs.items())
     else:
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
-        # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
-        preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
-        context.set_forkserver_preload([*preload, type(fe).__module__])
-        chunksize = max(1, min(8, len(jobs) // (4 * num_proc)))
-        with ProcessPoolExecutor(num_proc, mp_context=context, initializer=single_thread_worker) as pool:
-            results = []
-            for status in pool.map(decode_status, *zip(*jobs, strict=True), chunksize=chunksize):
-                results.append(status)
-                bar.update()
+        done = _decode_in_workers(jobs, num_proc, args.decode_time_limit or None)
+    for i, status in done:
+        if isinstance(status, str):  # the worker gave up: remembered, so a re-run does not pay again
+            record_failure(cache_dir, jobs[i][0], settings, status)
+            status = failed_status(status)
+        results[i] = status
+        bar.update()
     bar.close()
-    return results
+    return results  # type: ignore[return-value]
+
+
+def _decode_in_workers(
+    jobs: dict[int, tuple], num_proc: int, time_limit: float | None
+) -> Iterator[tuple[int, dict | str]]:
+    """(index, status) as files finish; a string instead of a status is why the worker gave up on the file."""
+    from pebble import ProcessExpired, ProcessPool
+
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
+    # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
+    preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
+    fe = next(iter(jobs.values()))[1]
+    context.set_forkserver_preload([*preload, type(fe).__module__])
+    with ProcessPool(num_proc, context=context, initializer=single_thread_worker) as pool:
+        futures = {pool.schedule(decode_status, job, timeout=time_limit): i for i, job in jobs.items()}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except TimeoutError:
+                yield futures[future], f"decode time limit: still running after {time_limit:g} s"
+            except ProcessExpired as err:
+                why = _exit_reason(err.exitcode)
+                yield futures[future], f"decode worker died: {why} (a native crash or out of memory)"
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
@@ -227,7 +291,7 @@ def _build_locked(args: argparse.Namespace) -> dict:
     timings["collect"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    statuses = decode_all(tracks, fe, settings, cache / "mels", args.num_proc) if tracks else []
+    statuses = decode_all(tracks, fe, settings, cache / "mels", args) if tracks else []
     timings["decode"] = time.perf_counter() - t0
     kept: list[tuple[Track, dict]] = []
     seen_hash: dict[str, str] = {}
