@@ -177,7 +177,8 @@ def _decode_in_workers(
     preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
     fe = next(iter(jobs.values()))[1]
     context.set_forkserver_preload([*preload, type(fe).__module__])
-    with ProcessPool(num_proc, context=context, initializer=single_thread_worker) as pool:
+    pool = ProcessPool(num_proc, context=context, initializer=single_thread_worker)
+    try:
         futures = {pool.schedule(decode_status, job, timeout=time_limit): i for i, job in jobs.items()}
         for future in as_completed(futures):
             try:
@@ -187,6 +188,13 @@ def _decode_in_workers(
             except ProcessExpired as err:
                 why = _exit_reason(err.exitcode)
                 yield futures[future], f"decode worker died: {why} (a native crash or out of memory)"
+    except BaseException:
+        pool.stop()  # Ctrl-C or an error: drop the queued files (closing would decode them all first)
+        raise
+    else:
+        pool.close()  # every file is done: close, then join the idle workers
+    finally:
+        pool.join()
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -124,7 +124,8 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         "## Counts\n",
         f"Tracks in: {summary['tracks_in']}; kept: {summary['kept']} "
         f"(captions {summary['captions_rows']}, genres {summary['genres_rows']}); "
-        f"skipped: {summary['skipped']} (each with its reason in `skipped.jsonl`).\n",
+        f"skipped: {summary['skipped']} (each with its reason in the build folder's `skipped.jsonl`, which stays "
+        "local: it names local paths).\n",
         _table(genre_rows, ["genre", "train", "test"]) + "\n",
         "Captions in this build: "
         + ", ".join(f"{k} {v}" for k, v in captions.items())
