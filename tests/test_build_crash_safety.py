@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, copy_mood_folders
 from datasets import load_dataset
 
 import build_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("build_faults.py")
 MOODS = ("calm", "happy")
 TRACKS_PER_MOOD = 4
@@ -31,10 +31,7 @@ TRACKS_PER_MOOD = 4
 def music_dir(tmp_path_factory: pytest.TempPathFactory, immich_tracks: list[Path]) -> Path:
     """Folder-per-genre of 8 real tracks: enough for all three splits (captions, genres train and test)."""
     root = tmp_path_factory.mktemp("music")
-    for mood in MOODS:
-        (root / mood).mkdir()
-        for track in [t for t in immich_tracks if t.parent.name == mood][:TRACKS_PER_MOOD]:
-            shutil.copy(track, root / mood / track.name)
+    copy_mood_folders(root, immich_tracks, MOODS, TRACKS_PER_MOOD)
     return root
 
 
