@@ -522,8 +522,8 @@ def write_reports(output: Path, skipped: list[dict], summary: dict) -> None:
 def published_files(output: Path, shard_files: dict[str, dict[str, list[str]]]) -> list[str]:
     """What `--push-to-hub` uploads: the card, the shards it lists and the feature extractor. Not the local
     reports (`skipped.jsonl` and `build_summary.json` name local paths), the cache, the lock or temp files."""
-    extractor = sorted(
-        p.relative_to(output).as_posix() for p in (output / "feature_extractor").glob("*.json")
+    extractor = sorted(  # its config and the code module its `auto_map` names
+        p.relative_to(output).as_posix() for p in (output / "feature_extractor").rglob("*") if p.is_file()
     )
     shards = [path for splits in shard_files.values() for paths in splits.values() for path in paths]
     return ["README.md", *shards, *extractor]
