@@ -40,6 +40,7 @@ from music_clip_data.decode import (
     load_cached,
     record_failure,
     recorded_failure,
+    remove_stale_temps,
     single_thread_worker,
 )
 from music_clip_data.files import LOCK_NAME, atomic_write_text, folder_lock, unique_token
@@ -138,6 +139,8 @@ def decode_all(
     pool deadlocks in the child (libgomp), which happens whenever the builder runs in a process that computed
     anything with torch (tests, notebooks, the benchmark).
     """
+    if cache_dir.is_dir():
+        remove_stale_temps(cache_dir)
     results: list[dict | None] = [None] * len(tracks)
     todo: list[int] = []
     for i, track in enumerate(tracks):
@@ -460,7 +463,7 @@ def _build_locked(args: argparse.Namespace) -> dict:
         [output / name for name in shards], [p for s in shards.values() for p in chain(*s.values())]
     )
     if args.push_to_hub:
-        push(output, args.push_to_hub, published_files(output, info["shard_files"]))
+        push(output, args.push_to_hub)
     return summary
 
 
@@ -519,17 +522,25 @@ def write_reports(output: Path, skipped: list[dict], summary: dict) -> None:
     atomic_write_text(output / "build_summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
 
 
-def published_files(output: Path, shard_files: dict[str, dict[str, list[str]]]) -> list[str]:
-    """What `--push-to-hub` uploads: the card, the shards it lists and the feature extractor. Not the local
-    reports (`skipped.jsonl` and `build_summary.json` name local paths), the cache, the lock or temp files."""
+def published_files(output: Path) -> list[str]:
+    """What `--push-to-hub` uploads: the card, the shards its `configs:` name and the feature extractor. Not the
+    local reports (`skipped.jsonl` and `build_summary.json` name local paths), the cache, the lock or temp files."""
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(output / "README.md").data.to_dict().get("configs", [])
+    patterns = [path for c in configs for files in c["data_files"] for path in _as_list(files["path"])]
+    shards = sorted({p.relative_to(output).as_posix() for pattern in patterns for p in output.glob(pattern)})
     extractor = sorted(  # its config and the code module its `auto_map` names
         p.relative_to(output).as_posix() for p in (output / "feature_extractor").rglob("*") if p.is_file()
     )
-    shards = [path for splits in shard_files.values() for paths in splits.values() for path in paths]
     return ["README.md", *shards, *extractor]
 
 
-def push(output: Path, repo_id: str, files: list[str]) -> None:
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def push(output: Path, repo_id: str) -> None:
     from huggingface_hub import HfApi
 
     token = os.environ.get("HF_TOKEN")
@@ -541,7 +552,7 @@ def push(output: Path, repo_id: str, files: list[str]) -> None:
         folder_path=str(output),
         repo_id=repo_id,
         repo_type="dataset",
-        allow_patterns=files,  # our own names: no glob characters in them
+        allow_patterns=published_files(output),  # our own names: no glob characters in them
         # Remote files not uploaded now: the previous push's shards, and what older builders published by mistake.
         delete_patterns=["captions/*.parquet", "genres/*.parquet", "skipped.jsonl", "*.tmp", LOCK_NAME],
     )

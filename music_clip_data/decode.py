@@ -17,6 +17,7 @@ import math
 import os
 import re
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,22 @@ def _write_cache_entry(cached: Path, result: dict) -> None:
         tmp.replace(cached)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
+    """Delete cache temp files left by killed builds. Only old ones: another builder sharing `--cache-dir`
+    may be writing a fresh one (a write takes milliseconds, so an hour-old temp file is abandoned). Both our
+    names (`.KEY.PID.HEX.tmp.npz`) and older builders' (`KEY.tmpN.npz`)."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in cache_dir.glob("*.tmp*.npz"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer renamed it, or another builder removed it
+            pass
+    return removed
 
 
 def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:

@@ -132,9 +132,13 @@ def test_cut_or_empty_cached_mels_are_decoded_again(music_dir: Path, tmp_path: P
     entries[0].write_bytes(b"")  # 0 bytes (EOFError in np.load)
     entries[1].write_bytes(entries[1].read_bytes()[:300])  # cut (BadZipFile)
     entries[2].write_bytes(entries[2].read_bytes()[:-100])  # cut at the end (zip directory gone)
+    abandoned = entries[3].with_name(f".{entries[3].stem}.123.abcd.tmp.npz")  # a killed build's temp file
+    abandoned.write_bytes(b"partial")
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
     again = build_dataset.build(build_dataset.parse_args(_args(music_dir, out)))
     assert (again["kept"], again["skipped_by_reason"]) == (first["kept"], {})
     assert again["mel_cache"] == {"hits": first["kept"] - 3, "computed": 3}
+    assert not abandoned.exists()
     assert again["clips_per_class_and_split"] == first["clips_per_class_and_split"]
 
 
