@@ -34,20 +34,32 @@ PROFILES = {
 
 @dataclass
 class SweepArgs:
-    dataset: str
-    output: str
-    objectives: list[str] = field(default_factory=lambda: ["none", *OBJECTIVES])
+    dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
+    output: str = field(metadata={"help": "sweep folder: runs/, pretrained/, report"})
+    objectives: list[str] = field(
+        default_factory=lambda: ["none", *OBJECTIVES],
+        metadata={"help": f"any of: {', '.join(OBJECTIVE_LABELS)} ('none' = the un-pretrained baseline)"},
+    )
     sizes: list[int] = field(default_factory=lambda: [48, 160, 400, 800, 1600, 3200])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    pretrained_dir: str | None = None
-    profile: str = "full"
+    pretrained_dir: str | None = field(
+        default=None, metadata={"help": "folder with one pretrained checkpoint per objective"}
+    )
+    profile: str = field(
+        default="full",
+        metadata={
+            "choices": list(PROFILES),
+            "help": "epoch budget: thesis-like 'full'; 'cpu' = the thesis schedule capped at 4,000 training "
+            "examples per run (the README's table on 2 cores); 'quick' for the 30-minute CPU demo",
+        },
+    )
     pretrain_epochs: int | None = None
     finetune_epochs: int | None = None
     unfreeze_epoch: int | None = None
-    max_examples: int | None = None
+    max_examples: int | None = field(default=None, metadata={"help": "training examples per finetuning run"})
     batch_size: int = 32
-    window_samples: int | None = None
-    freeze_text: bool = True
+    window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
+    freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
 
 
 def validate(args: SweepArgs) -> None:
@@ -200,7 +212,7 @@ def run(args: SweepArgs) -> dict:
         cell = _cell_dir(output, objective, plan.requested, seed)
         init = inits[objective]
         bar.set_postfix(objective=objective, n=plan.used, seed=seed)
-        result = finetune.run(
+        finetune.run(
             finetune.FinetuneArgs(
                 dataset=args.dataset,
                 init=init,
@@ -216,11 +228,10 @@ def run(args: SweepArgs) -> dict:
                 save_model=False,
                 cap_n=True,
                 show_progress=False,
+                objective=objective,  # recorded in the cell's results.json, written last by the loop
             ),
             genres=genres,
         )
-        result["objective"] = objective
-        (cell / "results.json").write_text(json.dumps(result, indent=2))
         done += 1
     wall = time.time() - started
     report = write_report(args, collect(args), used, budget, wall)
