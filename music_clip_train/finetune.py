@@ -258,6 +258,9 @@ class FinetuneSpec(loop.TrainingSpec):
             push_to_hub=args.push_to_hub,
         )
 
+    def saved(self, folder: Path) -> bool:
+        return not self.args.save_model or super().saved(folder)
+
 
 def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
     return loop.run(FinetuneSpec(args, genres))

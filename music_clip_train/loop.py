@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
 from .collate import EpochBatchSampler
-from .markers import write_json_atomic
+from .markers import weights_loadable, write_json_atomic
 from .models import save_folder
 
 HIDDEN = {"help": argparse.SUPPRESS}  # dataclass fields for tests and the sweep, not shown in --help
@@ -107,6 +107,10 @@ class TrainingSpec:
     def publication(self, model, result: dict) -> Publication:
         raise NotImplementedError
 
+    def saved(self, folder: Path) -> bool:
+        """Whether what `publication` writes besides the results file is whole (weights present and loadable)."""
+        return weights_loadable(folder)
+
 
 def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # tests: a real kill -9 at a known point
@@ -132,7 +136,7 @@ def run(spec: TrainingSpec) -> dict:
     args = spec.args
     output = Path(args.output)
     done = finished_result(output / spec.results_name, spec.recorded_args())
-    if args.resume and done:
+    if args.resume and done and spec.saved(output):
         print(f"{output}: already finished with these arguments; nothing to resume")
         return done
     accelerator = Accelerator()

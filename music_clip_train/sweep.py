@@ -1,8 +1,8 @@
 """`train.py sweep`: the thesis' few-shot protocol (ch. 4.4) over objectives × training sizes × seeds.
 
 Every cell finetunes on the nested stratified subset of size N for one seed and scores the one fixed test split.
-A cell whose `results.json` exists is skipped, so an interrupted sweep continues where it stopped; a missing
-pretrained checkpoint is pretrained first (and a half-finished one resumed).
+A cell whose `results.json` is whole is skipped, so an interrupted sweep continues where it stopped; a missing
+or half-saved pretrained checkpoint is pretrained first (and a half-finished one resumed).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from . import finetune, pretrain
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
+from .markers import pretrained_complete, read_json_marker, weights_loadable
 from .report import box_plot, line_plot, markdown_table, thesis_table
 from .subsets import plan_sizes
 
@@ -88,11 +89,12 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
         return "none"
     if args.pretrained_dir:
         path = Path(args.pretrained_dir) / objective
-        if not (path / "config.json").is_file():
-            raise InputError(f"--pretrained-dir has no {objective!r} checkpoint at {path}")
+        if not weights_loadable(path):
+            raise InputError(f"--pretrained-dir has no complete {objective!r} checkpoint at {path}")
         return str(path)
     path = Path(args.output) / "pretrained" / objective
-    if not (path / "config.json").is_file():
+    # Done = train_results.json whole and the weights loadable: a kill during the final save means "pretrain again".
+    if not pretrained_complete(path):
         pretrain.run(
             pretrain.PretrainArgs(
                 dataset=args.dataset,
@@ -102,7 +104,7 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
                 batch_size=args.batch_size,
                 window_samples=args.window_samples,
                 freeze_text=args.freeze_text,
-                resume=(path / "checkpoints").is_dir(),
+                resume=True,  # continue from its checkpoints, if any; overwrite a half-saved folder
             )
         )
     return str(path)
@@ -112,7 +114,9 @@ def collect(args: SweepArgs) -> list[dict]:
     """Every finished cell of this sweep's grid (cells of earlier, wider invocations stay on disk but out)."""
     runs = []
     for path in sorted((Path(args.output) / "runs").glob("*/*/results.json")):
-        result = json.loads(path.read_text())
+        result = read_json_marker(path, CELL_RESULT_KEYS)
+        if result is None:  # cut by a kill: the cell is run again, not reported
+            continue
         result.pop("history", None)
         if (
             result["objective"] in args.objectives
@@ -175,6 +179,14 @@ def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
     return output / "runs" / objective / f"n{n}-seed{seed}"
 
 
+CELL_RESULT_KEYS = ("objective", "n_requested", "n_used", "seed", "test", "wall_seconds")
+
+
+def cell_done(cell: Path) -> bool:
+    """A cell is done when its results.json (written last, atomically) is whole."""
+    return read_json_marker(cell / "results.json", CELL_RESULT_KEYS) is not None
+
+
 def _shared_window(inits) -> int | None:
     """The pretrained checkpoints' audio window, so the baseline sees the same input as the pretrained models."""
     windows = {
@@ -200,9 +212,7 @@ def run(args: SweepArgs) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
     cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
-    todo = [
-        c for c in cells if not (_cell_dir(output, c[0], c[1].requested, c[2]) / "results.json").is_file()
-    ]
+    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]))]
     # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
     inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
     baseline_window = args.window_samples or _shared_window(inits.values())
