@@ -1,7 +1,8 @@
 """MusicCLIP training CLI: pretrain / finetune / sweep / evaluate (thesis ch. 4).
 
 python train.py pretrain --dataset my_ds --objective supcon --output runs/supcon
-accelerate launch train.py pretrain ...          # same command on GPUs / several processes
+accelerate launch train.py pretrain ...          # GPUs: one process per GPU
+ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 train.py pretrain ...   # several CPU processes
 music-clip-train sweep --dataset my_ds --output runs/sweep --profile quick
 """
 
@@ -108,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"music-clip-train {args.command}: error: {err}", file=sys.stderr)
         return 2
-    print(_summary(args.command, result, time.time() - started))
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under torchrun every process returns here; one summary
+        print(_summary(args.command, result, time.time() - started))
     return 0
 
 

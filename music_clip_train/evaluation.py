@@ -53,6 +53,7 @@ def retrieval(
     tokenizer,
     objective: str | None = None,
     pooled: torch.Tensor | None = None,
+    audio_z: torch.Tensor | None = None,
 ) -> dict:
     """R@1/5/10, mAP@10 and median rank in both directions; texts are the objective's training texts."""
     was_training = model.training
@@ -62,7 +63,8 @@ def retrieval(
     if pooled is None:
         pooled = pooled_texts(model, flat_texts(data, objective), tokenizer, model.config.text_max_length)
     text_z = model.get_text_features_from_pooled(pooled)
-    audio_z = audio_embeddings(model, data.mels, feature_extractor)
+    if audio_z is None:
+        audio_z = audio_embeddings(model, data.mels, feature_extractor)
     scores = model.similarity(audio_z, text_z).cpu().numpy()
     text_track = np.repeat(np.arange(len(data)), per_track)
     text_to_music = retrieval_scores(scores.T, [[int(t)] for t in text_track])

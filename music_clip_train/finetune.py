@@ -30,7 +30,7 @@ from .subsets import carve_validation, nested_order, plan_sizes
 
 
 @dataclass
-class FinetuneArgs:
+class FinetuneArgs(loop.LaunchArgs):
     dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
     init: str = field(metadata={"help": "pretrained model folder, or 'none' for the from-scratch baseline"})
     output: str = field(metadata={"help": "classifier folder to write"})
@@ -111,17 +111,27 @@ def select_subset(
 
 
 @torch.no_grad()
-def predict(model, split: GenreSplit, feature_extractor, batch_size: int = 64) -> np.ndarray:
-    model.eval()
+def logits(model, mels: list[np.ndarray], feature_extractor, batch_size: int = 64) -> torch.Tensor:
     device = next(model.parameters()).device
-    predictions = []
-    for start in range(0, len(split), batch_size):
-        inputs = feature_extractor.window(split.mels[start : start + batch_size])
-        logits = model(
+    chunks = [torch.empty(0, model.config.num_labels, device=device)]
+    for start in range(0, len(mels), batch_size):
+        inputs = feature_extractor.window(mels[start : start + batch_size])
+        output = model(
             input_features=inputs["input_features"].to(device), window_mask=inputs["window_mask"].to(device)
         )
-        predictions.append(logits.logits.argmax(-1).cpu().numpy())
-    return np.concatenate(predictions)
+        chunks.append(output.logits)
+    return torch.cat(chunks)
+
+
+def predict(model, split: GenreSplit, feature_extractor, accelerator=None) -> np.ndarray:
+    """Predicted labels; with an accelerator each process scores its part of the clips once (gathered)."""
+    model.eval()
+    if accelerator is None:
+        return logits(model, split.mels, feature_extractor).argmax(-1).cpu().numpy()
+    scores = loop.gather_rows(
+        accelerator, lambda start, stop: logits(model, split.mels[start:stop], feature_extractor), len(split)
+    )
+    return scores.argmax(-1).cpu().numpy()
 
 
 class FinetuneSpec(loop.TrainingSpec):
@@ -173,7 +183,13 @@ class FinetuneSpec(loop.TrainingSpec):
             ],
             weight_decay=args.weight_decay,
         )
-        sampler = EpochBatchSampler(len(self.fit), args.batch_size, args.seed)
+        sampler = EpochBatchSampler(
+            len(self.fit),
+            args.batch_size,
+            args.seed,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
         loader = DataLoader(  # own generator: iterators draw nothing from the global RNG (see pretrain.py)
             list(range(len(self.fit))),
             batch_sampler=sampler,
@@ -197,7 +213,9 @@ class FinetuneSpec(loop.TrainingSpec):
     def evaluate(self, model, progress, epoch: int, losses: list[float]) -> dict:
         num_labels = len(self.genres.label_names)
         with torch.random.fork_rng():
-            val_scores = classification_scores(predict(model, self.val, self.fe), self.val.labels, num_labels)
+            val_scores = classification_scores(
+                predict(model, self.val, self.fe, self.accelerator), self.val.labels, num_labels
+            )
         return {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
@@ -219,7 +237,7 @@ class FinetuneSpec(loop.TrainingSpec):
         model.unfreeze_audio_encoder()  # a loaded classifier should train normally
         test = genres.test
         test_scores = classification_scores(
-            predict(model, test, self.fe), test.labels, len(genres.label_names)
+            predict(model, test, self.fe, self.accelerator), test.labels, len(genres.label_names)
         )
         result = {
             "dataset": args.dataset,

@@ -11,22 +11,44 @@ import argparse
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
 from .collate import EpochBatchSampler
+from .errors import InputError
 from .markers import weights_loadable, write_json_atomic
 from .models import save_folder
 
 HIDDEN = {"help": argparse.SUPPRESS}  # dataclass fields for tests and the sweep, not shown in --help
+
+
+@dataclass(kw_only=True)
+class LaunchArgs:
+    """How a run uses its processes and devices (shared by pretraining and finetuning)."""
+
+    mixed_precision: str = field(
+        default="no", metadata={"choices": ["no", "fp16", "bf16"], "help": "Accelerate mixed precision"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "batches per optimizer step (Accelerate gradient accumulation)"}
+    )
+    sync_batchnorm: bool = field(
+        default=False,
+        metadata={
+            "help": "GPU runs with several processes: BatchNorm statistics over the global batch (SyncBatchNorm). "
+            "Without it (and always on CPU, where SyncBatchNorm cannot run) each process keeps its own statistics "
+            "and rank 0's are the ones evaluated and saved"
+        },
+    )
 
 
 @dataclass
@@ -137,19 +159,29 @@ def run(spec: TrainingSpec) -> dict:
     output = Path(args.output)
     done = finished_result(output / spec.results_name, spec.recorded_args())
     if args.resume and done and spec.saved(output):
-        print(f"{output}: already finished with these arguments; nothing to resume")
+        if PartialState().is_main_process:
+            print(f"{output}: already finished with these arguments; nothing to resume")
         return done
-    accelerator = Accelerator()
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
+    )
     set_seed(args.seed)
     started = time.time()
     spec.accelerator = accelerator
     parts = spec.setup(accelerator)
-    model, optimizer, loader = accelerator.prepare(parts.model, parts.optimizer, parts.loader)
+    model = parts.model
+    if args.sync_batchnorm:
+        if accelerator.device.type == "cpu":
+            raise InputError("--sync-batchnorm needs GPUs (SyncBatchNorm does not run on CPU)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # The loader is not prepared: its sampler already gives each process its part of the global batch.
+    model, optimizer = accelerator.prepare(model, parts.optimizer)
+    loader, sampler = parts.loader, parts.sampler
     progress = spec.new_progress()
     accelerator.register_for_checkpointing(progress)
     resumed_from = resume_latest(accelerator, output) if args.resume else None
     unwrapped = accelerator.unwrap_model(model)
-    steps_per_epoch = len(loader)  # per process: accelerate shards the batches
+    steps_per_epoch = len(loader)  # global batches: the same on every process
     total_steps = steps_per_epoch * parts.epochs
     bar = tqdm(
         total=total_steps,
@@ -163,15 +195,14 @@ def run(spec: TrainingSpec) -> dict:
     while progress.step < total_steps:
         epoch, done_in_epoch = divmod(progress.step, steps_per_epoch)
         spec.start_epoch(unwrapped, epoch)
-        loader.set_epoch(epoch)  # accelerate's loader re-sets its sampler's epoch on every __iter__
-        parts.sampler.set_epoch(epoch)  # ... except through skip_first_batches' wrapper: set it directly too
+        sampler.set_epoch(epoch, start=done_in_epoch)  # a mid-epoch resume skips the batches it trained
         model.train()
-        batches = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
-        for batch in batches:
-            loss = spec.loss(model, batch)
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = spec.loss(model, to_device(batch, accelerator.device))
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
             progress.step += 1
             progress.epoch_losses.append(loss.item())
             bar.update(1)
@@ -182,6 +213,7 @@ def run(spec: TrainingSpec) -> dict:
             if kill_step == progress.step:
                 _kill_self()
         unwrapped.eval()
+        sync_buffers(accelerator, unwrapped)
         progress.history.append(spec.evaluate(unwrapped, progress, epoch + 1, progress.epoch_losses))
         progress.epoch_losses = []
         stop = spec.after_epoch(unwrapped, progress, epoch + 1)
@@ -196,6 +228,7 @@ def run(spec: TrainingSpec) -> dict:
 
     result = spec.result(unwrapped, progress)
     result.update(
+        launch=launch_record(accelerator, args),
         resumed_from=str(resumed_from) if resumed_from else None,
         wall_seconds=round(time.time() - started, 1),
         args=spec.recorded_args(),
@@ -205,6 +238,46 @@ def run(spec: TrainingSpec) -> dict:
         publish(spec.publication(unwrapped, result))
     accelerator.wait_for_everyone()
     return result
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def launch_record(accelerator: Accelerator, args) -> dict:
+    """What results and cards say about how the run was launched."""
+    processes = accelerator.num_processes
+    return {
+        "num_processes": processes,
+        "per_process_batch": args.batch_size,
+        "global_batch": args.batch_size * processes * args.gradient_accumulation_steps,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "mixed_precision": accelerator.mixed_precision,
+        "sync_batchnorm": args.sync_batchnorm,
+        "distributed_type": str(accelerator.distributed_type.value),
+    }
+
+
+def sync_buffers(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Rank 0's BatchNorm statistics on every process before evaluation (what DDP's next forward would do), so
+    every process evaluates, and publishes, the same model."""
+    if accelerator.num_processes > 1:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+
+
+def gather_rows(accelerator: Accelerator, compute, n: int) -> torch.Tensor:
+    """`compute(start, stop)` over this process' contiguous part of rows 0..n-1, gathered in row order on every
+    process: each row is computed once, the result equals one process computing all rows."""
+    processes = accelerator.num_processes
+    if processes == 1 or n < processes:
+        return compute(0, n)
+    sizes = [len(part) for part in np.array_split(np.arange(n), processes)]
+    start = sum(sizes[: accelerator.process_index])
+    local = compute(start, start + sizes[accelerator.process_index])
+    gathered = accelerator.gather(accelerator.pad_across_processes(local, dim=0))
+    width = max(sizes)
+    return torch.cat([gathered[i * width : i * width + size] for i, size in enumerate(sizes)])
 
 
 def publish(item: Publication) -> None:
@@ -218,6 +291,8 @@ def publish(item: Publication) -> None:
         if item.push_to_hub:
             push_folder(folder, item.push_to_hub)
     write_json_atomic(folder / item.results_name, item.result)
+    if item.model is not None:  # one line per saved folder (sweep cells write only their results)
+        print(f"publish: wrote model, card and {item.results_name} to {folder}", flush=True)
 
 
 def push_folder(folder: Path, repo_id: str) -> None:

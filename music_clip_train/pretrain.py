@@ -14,14 +14,14 @@ from .cards import pretrain_card
 from .collate import OBJECTIVES, EpochBatchSampler, PretrainCollator, flat_texts
 from .data import check_mel_config, dataset_feature_config, load_captions
 from .errors import InputError
-from .evaluation import pooled_texts, retrieval
+from .evaluation import audio_embeddings, pooled_texts, retrieval
 from .loop import HIDDEN
 from .models import mel_statistics, new_pretrain_model, new_processor, resolve_window_samples
 from .subsets import holdout_split
 
 
 @dataclass
-class PretrainArgs:
+class PretrainArgs(loop.LaunchArgs):
     dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
     objective: str = field(metadata={"help": f"one of: {', '.join(OBJECTIVES)}"})
     output: str = field(metadata={"help": "model folder to write"})
@@ -62,8 +62,8 @@ def _heldout_loss(spec: PretrainSpec, model, loader) -> float | None:
     losses = []
     # STL/SMM sample with the RNG: keep training's RNG untouched.
     with torch.no_grad(), torch.random.fork_rng():
-        for batch in loader:  # not prepared by accelerate: move it to the model's device here
-            batch = {k: v.to(model.device) for k, v in batch.items()}
+        for batch in loader:  # global batches: with K processes each loss call scores all K parts together
+            batch = loop.to_device(batch, model.device)
             losses.append(model(**spec.with_text(batch, spec.held_cache), return_loss=True).loss.item())
     return sum(losses) / len(losses) if losses else None
 
@@ -126,7 +126,15 @@ class PretrainSpec(loop.TrainingSpec):
 
     def _loader(self, model, split, shuffle: bool) -> tuple[DataLoader, EpochBatchSampler]:
         args = self.args
-        sampler = EpochBatchSampler(len(split), args.batch_size, args.seed, shuffle=shuffle)
+        accelerator = self.accelerator
+        sampler = EpochBatchSampler(
+            len(split),
+            args.batch_size,
+            args.seed,
+            shuffle=shuffle,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
         collate = PretrainCollator(
             split,
             args.objective,
@@ -159,10 +167,16 @@ class PretrainSpec(loop.TrainingSpec):
             "heldout_loss": _heldout_loss(self, model, self.held_loader),
         }
         fe, tokenizer = self.processor.feature_extractor, self.processor.tokenizer
-        with torch.random.fork_rng():
-            scores = (
-                retrieval(model, self.held, fe, tokenizer, pooled=self.held_cache) if len(self.held) else None
+        scores = None
+        if len(self.held):
+            # Each process embeds its part of the held-out clips once; every process scores the gathered whole.
+            audio_z = loop.gather_rows(
+                self.accelerator,
+                lambda start, stop: audio_embeddings(model, self.held.mels[start:stop], fe),
+                len(self.held),
             )
+            with torch.random.fork_rng():
+                scores = retrieval(model, self.held, fe, tokenizer, pooled=self.held_cache, audio_z=audio_z)
         if scores:
             record["heldout_recall"] = {
                 d: {k: v for k, v in s.items() if k.startswith("recall")}

@@ -8,11 +8,15 @@ or half-saved pretrained checkpoint is pretrained first (and a half-finished one
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from . import finetune, pretrain
@@ -61,6 +65,12 @@ class SweepArgs:
     batch_size: int = 32
     window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
     freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "finetuning cells run at a time, each a separate single-process run (CPU threads split)"
+        },
+    )
 
 
 def validate(args: SweepArgs) -> None:
@@ -71,6 +81,8 @@ def validate(args: SweepArgs) -> None:
         raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
     if not args.seeds:
         raise InputError("no seeds given")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.pretrained_dir and not Path(args.pretrained_dir).is_dir():
         raise InputError(f"--pretrained-dir {args.pretrained_dir!r} does not exist")
 
@@ -195,6 +207,33 @@ def _shared_window(inits) -> int | None:
     return windows.pop() if len(windows) == 1 else None
 
 
+_WORKER_GENRES: dict = {}
+
+
+def _start_worker(dataset: str, n_mels: int | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_GENRES["data"] = load_genres(dataset, n_mels=n_mels)  # once per worker, not per cell
+
+
+def _run_cell(cell: finetune.FinetuneArgs) -> str:
+    finetune.run(cell, genres=_WORKER_GENRES["data"])
+    return cell.output
+
+
+def run_parallel(cells: list[finetune.FinetuneArgs], jobs: int, n_mels: int | None) -> None:
+    """`jobs` cells at a time, each a separate single-process run (fresh interpreters, the cores split evenly).
+
+    Each cell writes its own results.json last, so a sweep stopped here resumes exactly like a sequential one."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(cells[0].dataset, n_mels, threads)
+    ) as pool:
+        futures = [pool.submit(_run_cell, cell) for cell in cells]  # submitted seed-major
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({jobs} jobs)"):
+            future.result()  # a failed cell stops the sweep, as it does sequentially
+
+
 def run(args: SweepArgs) -> dict:
     validate(args)
     started = time.time()
@@ -216,33 +255,33 @@ def run(args: SweepArgs) -> dict:
     # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
     inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
     baseline_window = args.window_samples or _shared_window(inits.values())
-    done, skipped = 0, len(cells) - len(todo)
-    bar = tqdm(todo, desc="sweep")
-    for objective, plan, seed in bar:
-        cell = _cell_dir(output, objective, plan.requested, seed)
-        init = inits[objective]
-        bar.set_postfix(objective=objective, n=plan.used, seed=seed)
-        finetune.run(
-            finetune.FinetuneArgs(
-                dataset=args.dataset,
-                init=init,
-                output=str(cell),
-                n=plan.requested,
-                seed=seed,
-                epochs=budget["finetune_epochs"],
-                unfreeze_epoch=budget["unfreeze_epoch"],
-                max_examples=budget["max_examples"],
-                batch_size=args.batch_size,
-                window_samples=baseline_window,  # used by the from-scratch baseline only
-                checkpoint_every=0,
-                save_model=False,
-                cap_n=True,
-                show_progress=False,
-                objective=objective,  # recorded in the cell's results.json, written last by the loop
-            ),
-            genres=genres,
+    skipped = len(cells) - len(todo)
+    cell_args = [
+        finetune.FinetuneArgs(
+            dataset=args.dataset,
+            init=inits[objective],
+            output=str(_cell_dir(output, objective, plan.requested, seed)),
+            n=plan.requested,
+            seed=seed,
+            epochs=budget["finetune_epochs"],
+            unfreeze_epoch=budget["unfreeze_epoch"],
+            max_examples=budget["max_examples"],
+            batch_size=args.batch_size,
+            window_samples=baseline_window,  # used by the from-scratch baseline only
+            checkpoint_every=0,
+            save_model=False,
+            cap_n=True,
+            show_progress=False,
+            objective=objective,  # recorded in the cell's results.json, written last by the loop
         )
-        done += 1
+        for objective, plan, seed in todo
+    ]
+    if args.jobs > 1 and len(cell_args) > 1:
+        run_parallel(cell_args, args.jobs, (dataset_fe or {}).get("feature_size"))
+    else:
+        for cell in tqdm(cell_args, desc="sweep"):
+            finetune.run(cell, genres=genres)
+    done = len(cell_args)
     wall = time.time() - started
     report = write_report(args, collect(args), used, budget, wall)
     return {**report, "ran": done, "skipped": skipped, "wall_seconds": round(wall, 1), "output": str(output)}

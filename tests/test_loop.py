@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_train import WINDOW, write_dataset
@@ -74,3 +75,47 @@ def test_a_cut_cell_results_file_is_run_again(dataset, tmp_path, capsys) -> None
     again = json.loads(cell.read_text())
     assert again["test"] == whole["test"]
     assert len(json.loads((out / "runs.json").read_text())) == 1
+
+
+@pytest.mark.slow  # spawns two fresh interpreters (~30 s idle, minutes on a loaded machine)
+def test_sweep_jobs_runs_cells_as_parallel_processes_and_skips_them_after(dataset, tmp_path, capsys) -> None:
+    out = tmp_path / "sweep"
+    argv = _sweep(dataset, out, "--objectives", "none", "--seeds", "0", "1", "--jobs", "2")
+    assert train.main(argv) == 0
+    assert "2 cells run, 0 skipped" in capsys.readouterr().out
+    runs = json.loads((out / "runs.json").read_text())
+    assert sorted(r["seed"] for r in runs) == [0, 1] and all(r["objective"] == "none" for r in runs)
+    assert train.main(argv) == 0
+    assert "0 cells run, 2 skipped" in capsys.readouterr().out
+
+
+def test_collate_carries_a_stable_int64_group_per_row() -> None:
+    from music_clip_train.collate import PretrainCollator, group_key
+
+    # A fixed value: the same in every process and run (Python's str hash is salted per process).
+    assert group_key("bwv 1.6") == -8439142988634864116 != group_key("bwv 1.7")
+
+    class Data:
+        mels = [np.zeros((70, 64), np.float32)] * 3
+        captions = ["a", "b", "c"]
+        sentences = [["a.", "b.", "c."]] * 3
+        group_ids = ["piece1", "piece2", "piece1"]  # two windows of one piece
+
+    class Extractor:
+        def window(self, mels):
+            return {"input_features": torch.zeros(len(mels), 1, 64, 65)}
+
+    batch = PretrainCollator(Data(), "supcon", Extractor(), cached_text=True)([0, 1, 2])
+    assert batch["audio_group"].dtype == torch.int64
+    assert batch["audio_group"].tolist() == [group_key("piece1"), group_key("piece2"), group_key("piece1")]
+
+
+def test_sampler_splits_the_global_batch_without_duplicating_rows() -> None:
+    from music_clip_train.collate import EpochBatchSampler
+
+    one = EpochBatchSampler(21, 8, seed=0).batches()
+    ranks = [EpochBatchSampler(21, 4, seed=0, num_replicas=2, rank=r).batches() for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one)  # every rank takes the same number of steps
+    for whole, part0, part1 in zip(one, *ranks):
+        assert part0 + part1 == whole and part0 and part1  # split, never padded
+    assert sorted(i for b in ranks[0] + ranks[1] for i in b) == list(range(21))
