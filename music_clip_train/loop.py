@@ -165,14 +165,14 @@ def run(spec: TrainingSpec) -> dict:
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
     )
+    if args.sync_batchnorm and accelerator.device.type == "cpu":
+        raise InputError("--sync-batchnorm needs GPUs (SyncBatchNorm does not run on CPU)")
     set_seed(args.seed)
     started = time.time()
     spec.accelerator = accelerator
     parts = spec.setup(accelerator)
     model = parts.model
     if args.sync_batchnorm:
-        if accelerator.device.type == "cpu":
-            raise InputError("--sync-batchnorm needs GPUs (SyncBatchNorm does not run on CPU)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # The loader is not prepared: its sampler already gives each process its part of the global batch.
     model, optimizer = accelerator.prepare(model, parts.optimizer)

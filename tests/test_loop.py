@@ -6,12 +6,15 @@ Same tiny dataset format as test_train.py (random mels, the real packaged MiniLM
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_train import WINDOW, write_dataset
+from test_train import REPO, WINDOW, write_dataset
 
 import train
 from configuration_music_clip import MusicClipConfig
@@ -119,3 +122,86 @@ def test_sampler_splits_the_global_batch_without_duplicating_rows() -> None:
     for whole, part0, part1 in zip(one, *ranks):
         assert part0 + part1 == whole and part0 and part1  # split, never padded
     assert sorted(i for b in ranks[0] + ranks[1] for i in b) == list(range(21))
+
+
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    """Two real CPU processes (gloo), as the README launches them."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    return subprocess.run(
+        [*command, str(REPO / "train.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _pretrain(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "pretrain",
+        "--dataset",
+        str(dataset),
+        "--objective",
+        "triplet",  # samples with the RNG: equality also checks the RNG states of both processes
+        "--output",
+        str(out),
+        "--holdout",
+        "0.2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",  # per process: 8 tracks = 2 global batches of 4 per epoch
+        *extra,
+    ]
+
+
+@pytest.mark.slow  # three 2-process runs (~1 min each on an idle 2-core machine)
+def test_two_process_pretraining_resumes_after_kill_9_to_the_same_weights(dataset, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run = _torchrun(_pretrain(dataset, whole))
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = run.stdout + run.stderr
+    # One summary, one publish, one record per epoch: the other process trains and evaluates but writes nothing.
+    assert log.count("== music-clip-train pretrain: done") == 1, log[-3000:]
+    assert log.count("publish: wrote model, card and train_results.json") == 1
+    assert log.count('{"epoch": 1, "step": 2,') == 1 and log.count('{"epoch": 2, "step": 4,') == 1
+    result = json.loads((whole / "train_results.json").read_text())
+    assert result["launch"]["num_processes"] == 2 and result["launch"]["distributed_type"] == "MULTI_CPU"
+    assert (result["launch"]["per_process_batch"], result["launch"]["global_batch"]) == (2, 4)
+    assert (
+        result["steps"] == 4
+        and "2 process(es) × 2 per process = global batch 4" in (whole / "README.md").read_text()
+    )
+
+    common = ["--checkpoint-every", "1"]
+    crash = _torchrun(_pretrain(dataset, killed, *common, "--debug-kill-after-step", "4"))
+    assert crash.returncode != 0 and not (killed / "train_results.json").exists()
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    resumed = _torchrun(_pretrain(dataset, killed, *common, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
+    assert history[0] == history[1]
+
+
+def test_sync_batchnorm_is_refused_on_cpu_before_anything_is_built(dataset, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "pretrain",
+        "--dataset",
+        str(dataset),
+        "--objective",
+        "supcon",
+        "--output",
+        str(out),
+        "--sync-batchnorm",
+    ]
+    assert train.main(argv) == 2
+    assert "--sync-batchnorm needs GPUs" in capsys.readouterr().err and not out.exists()
