@@ -13,8 +13,10 @@ The groups are injected here (collator + forward wrappers) until the training lo
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # A private datasets cache: the shared one can answer a fresh temp folder with an older build's rows.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bench-group-negatives-cache-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 sys.path[:0] = [
     str(REPO),
     str(REPO / "tests"),
