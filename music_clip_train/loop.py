@@ -190,6 +190,7 @@ def run(spec: TrainingSpec) -> dict:
         disable=not (spec.show_progress and accelerator.is_local_main_process),
         leave=False,
     )
+    step_seconds = 0.0
     kill_step = getattr(args, "debug_kill_after_step", None)
     kill_epoch = getattr(args, "debug_kill_after_epoch", None)
     while progress.step < total_steps:
@@ -197,6 +198,7 @@ def run(spec: TrainingSpec) -> dict:
         spec.start_epoch(unwrapped, epoch)
         sampler.set_epoch(epoch, start=done_in_epoch)  # a mid-epoch resume skips the batches it trained
         model.train()
+        epoch_started = time.perf_counter()
         for batch in loader:
             with accelerator.accumulate(model):
                 loss = spec.loss(model, to_device(batch, accelerator.device))
@@ -212,6 +214,7 @@ def run(spec: TrainingSpec) -> dict:
                 save_checkpoint(accelerator, output, tag)
             if kill_step == progress.step:
                 _kill_self()
+        step_seconds += time.perf_counter() - epoch_started  # checkpoints included, evaluation not
         unwrapped.eval()
         sync_buffers(accelerator, unwrapped)
         progress.history.append(spec.evaluate(unwrapped, progress, epoch + 1, progress.epoch_losses))
@@ -231,6 +234,9 @@ def run(spec: TrainingSpec) -> dict:
         launch=launch_record(accelerator, args),
         resumed_from=str(resumed_from) if resumed_from else None,
         wall_seconds=round(time.time() - started, 1),
+        step_seconds=round(
+            step_seconds, 2
+        ),  # training steps of this invocation (a resumed run: since resuming)
         args=spec.recorded_args(),
     )
     spec.before_publish(unwrapped, result)
