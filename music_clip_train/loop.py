@@ -234,9 +234,7 @@ def run(spec: TrainingSpec) -> dict:
         launch=launch_record(accelerator, args),
         resumed_from=str(resumed_from) if resumed_from else None,
         wall_seconds=round(time.time() - started, 1),
-        step_seconds=round(
-            step_seconds, 2
-        ),  # training steps of this invocation (a resumed run: since resuming)
+        step_seconds=round(step_seconds, 2),  # training steps of this invocation only
         args=spec.recorded_args(),
     )
     spec.before_publish(unwrapped, result)
