@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--pretrained-dir", required=True, help="holds supcon/ (the sweep finetunes from it)")
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--window-samples", default="240000")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["48", "160"], help="sweep sizes (objectives none + supcon)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for processes in (1, 2):
@@ -84,7 +87,8 @@ def main() -> None:
                 ]
             )
             print(
-                f"sweep, 4 cells (none + supcon, N 48/160, seed 0, quick budget), --jobs {jobs}: {seconds:.0f} s wall"
+                f"sweep, {2 * len(args.sizes)} cells (none + supcon, N {'/'.join(args.sizes)}, seed 0, quick budget), "
+                f"--jobs {jobs}: {seconds:.0f} s wall"
             )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
