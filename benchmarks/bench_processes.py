@@ -42,21 +42,39 @@ def main() -> None:
     parser.add_argument(
         "--sizes", nargs="+", default=["48", "160"], help="sweep sizes (objectives none + supcon)"
     )
+    parser.add_argument("--pretrain-only", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for processes in (1, 2):
-            out = Path(tmp) / f"pretrain-{processes}"
+        # torchrun gives each process one thread (OMP_NUM_THREADS=1); one process is timed with torch's default
+        # threads and with one thread (a loaded machine stalls multi-threaded ops at their barriers).
+        for processes, threads in ((1, None), (1, 1), (2, None)):
+            out = Path(tmp) / f"pretrain-{processes}-{threads}"
             batch = str(args.global_batch // processes)
             common = ["--objective", "supcon", "--epochs", "1", "--window-samples", args.window_samples]
+            thread_flag = ["--threads", str(threads)] if threads else []
             train_py(
-                ["pretrain", "--dataset", args.dataset, "--output", str(out), "--batch-size", batch, *common],
+                [
+                    *thread_flag,
+                    "pretrain",
+                    "--dataset",
+                    args.dataset,
+                    "--output",
+                    str(out),
+                    "--batch-size",
+                    batch,
+                ]
+                + common,
                 processes,
             )
             result = json.loads((out / "train_results.json").read_text())
             rate = result["steps"] / result["step_seconds"]
             print(
-                f"pretraining, {processes} process(es) x batch {batch}: {rate:.3f} steps/s ({result['steps']} steps)"
+                f"pretraining, {processes} process(es) x batch {batch}, threads {threads or 'default'}: "
+                f"{rate:.3f} steps/s ({result['steps']} steps)",
+                flush=True,
             )
+        if args.pretrain_only:
+            return
         for jobs in (1, 2):
             grid = [
                 "--objectives",
