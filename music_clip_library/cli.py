@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="FAISS index: auto = exact for small libraries, the approximate type beyond",
     )
+    index.add_argument(
+        "--decode-only", action="store_true", help="benchmark: decode + log-mel only, write nothing"
+    )
     find = commands.add_parser("search", help="ranked tracks of an index folder for a text or an audio file")
     find.add_argument("index", type=Path, metavar="IDX")
     find.add_argument("text", nargs="?", help="what the music sounds like")
@@ -49,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             from .indexer import IndexArgs, index_folder
 
             summary = index_folder(
-                IndexArgs(args.audio_dir, args.model, args.output, args.workers, args.index_type)
+                IndexArgs(
+                    args.audio_dir, args.model, args.output, args.workers, args.index_type, args.decode_only
+                )
             )
+            if args.decode_only:
+                print(json.dumps(summary))
+                return 0
             print(
                 f"indexed {summary['files']} files ({summary['embedded']} embedded, {summary['cached']} from cache), "
                 f"skipped {summary['skipped']}; {summary['files_per_s']} files/s, {summary['x_real_time']}x real "

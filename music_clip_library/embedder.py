@@ -53,11 +53,12 @@ class Embedder:
         self.fe = MusicClipFeatureExtractor.from_pretrained(self.model_dir)
         self.processor = None
         if self.load_text:  # the local classes, not the folder's remote code (nothing to trust or copy)
-            from transformers import AutoTokenizer
+            from transformers import PreTrainedTokenizerFast
 
             from processing_music_clip import MusicClipProcessor
 
-            self.processor = MusicClipProcessor(self.fe, AutoTokenizer.from_pretrained(self.model_dir))
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(self.model_dir)
+            self.processor = MusicClipProcessor(self.fe, tokenizer)
 
     @torch.inference_mode()
     def audio(self, waveform: np.ndarray) -> np.ndarray:

@@ -86,15 +86,15 @@ def file_sha256(path: Path) -> str:
 _WORKER: dict = {}
 
 
-def init_worker(model_dir: str | None, cache_dir: str | None, threads: int = 1) -> None:
+def init_worker(model_dir: str, cache_dir: str | None, decode_only: bool = False, threads: int = 1) -> None:
     """Pool initializer (and the in-process path): load the model once per process."""
     import torch
 
     torch.set_num_threads(threads)
-    if model_dir is None:  # decode only
+    if decode_only:  # the model's mel settings, no model
         from feature_extraction_music_clip import MusicClipFeatureExtractor
 
-        _WORKER.update(embedder=None, fe=MusicClipFeatureExtractor(), cache_dir=None)
+        _WORKER.update(embedder=None, fe=MusicClipFeatureExtractor.from_pretrained(model_dir), cache_dir=None)
         return
     embedder = Embedder(model_dir)
     _WORKER.update(embedder=embedder, fe=embedder.fe, cache_dir=Path(cache_dir) if cache_dir else None)
@@ -160,18 +160,20 @@ def index_one(path: str) -> dict:
 
 # --- main process ---------------------------------------------------------------------------------------------
 def run_files(
-    files: list[Path], model_dir: str | None, cache_dir: Path | None, workers: int
+    files: list[Path], model_dir: str, cache_dir: Path | None, workers: int, decode_only: bool = False
 ) -> Iterator[dict]:
     """`index_one` over the files in order, in `workers` processes (forkserver: see build_dataset.decode_all)."""
     if workers <= 1 or len(files) <= 1:
         import torch
 
         threads = torch.get_num_threads()
-        init_worker(model_dir, str(cache_dir) if cache_dir else None, threads=threads)
+        # One thread, as in a worker: FFmpeg decodes on one anyway, and OpenMP threads spin badly on a busy machine.
+        init_worker(model_dir, str(cache_dir) if cache_dir else None, decode_only, 1)
         try:
             yield from map(index_one, map(str, files))
         finally:
             _WORKER.clear()
+            torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["music_clip_library.indexer", "torchcodec.decoders"])
@@ -180,7 +182,7 @@ def run_files(
         workers,
         mp_context=context,
         initializer=init_worker,
-        initargs=(model_dir, str(cache_dir) if cache_dir else None),
+        initargs=(model_dir, str(cache_dir) if cache_dir else None, decode_only),
     ) as pool:
         yield from pool.map(index_one, map(str, files), chunksize=chunksize)
 
@@ -200,10 +202,10 @@ def index_folder(args: IndexArgs) -> dict:
         raise ValueError(f"--index-type must be one of {INDEX_TYPES}, got {args.index_type!r}")
     skipped: list[dict] = []
     files = audio_files(root, skipped)
-    if args.decode_only:
-        return _decode_only(files, args.workers, started)
     if not Path(args.model, "config.json").is_file():
         raise ValueError(f"--model {args.model}: no model folder (config.json) there")
+    if args.decode_only:
+        return _decode_only(files, args.model, args.workers, started)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fingerprint = model_fingerprint(args.model)
@@ -239,8 +241,11 @@ def index_folder(args: IndexArgs) -> dict:
     return summary
 
 
-def _decode_only(files: list[Path], workers: int, started: float) -> dict:
-    seconds = sum(r["duration_s"] for r in run_files(files, None, None, workers) if r["ok"])
+def _decode_only(files: list[Path], model_dir: str, workers: int, started: float) -> dict:
+    """Benchmark: hash + decode + log-mel of every file, in the same processes, nothing embedded or written."""
+    seconds = sum(
+        r["duration_s"] for r in run_files(files, model_dir, None, workers, decode_only=True) if r["ok"]
+    )
     wall = time.perf_counter() - started
     return {"files": len(files), "seconds": round(wall, 2), "files_per_s": round(len(files) / wall, 2),
             "x_real_time": round(seconds / wall, 1), "workers": workers}  # fmt: skip

@@ -1,5 +1,8 @@
 """`music-clip index` / `music-clip search` on a folder of real music (the immich tracks), with a model trained
-in the fixture (test_space's: fitted to the tracks' captions), a real `kill -9` and real FFmpeg re-encodes."""
+in the fixture (test_space's, fitted to the whole tracks' captions), a real `kill -9` and real FFmpeg re-encodes.
+
+The trained-model tests take minutes on 2 cores: `pytest -m slow tests/test_library.py`. The default run keeps
+one quick check with a random tiny model."""
 
 from __future__ import annotations
 
@@ -22,13 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """test_space's fixture model: tiny towers fitted for seconds to 20 immich tracks' captions."""
+    """test_space's fixture model (tiny towers fitted for seconds to 20 immich tracks' captions), fitted here to
+    the whole tracks, as the indexer embeds them (test_space fits the first 12 s)."""
+    import test_space
     from test_space import build_library, build_models
 
     from feature_extraction_music_clip import MusicClipFeatureExtractor
 
     root = tmp_path_factory.mktemp("trained")
-    shown, captions = build_library(root / "library", MusicClipFeatureExtractor())
+    clip_seconds, test_space.CLIP_SECONDS = test_space.CLIP_SECONDS, 40  # longer than any immich track
+    try:
+        shown, captions = build_library(root / "library", MusicClipFeatureExtractor())
+    finally:
+        test_space.CLIP_SECONDS = clip_seconds
     pretrained, classifier = build_models(root, root / "library", captions)
     return {"model": str(pretrained), "classifier": str(classifier), "captions": captions}
 
@@ -76,6 +85,7 @@ def cache_entries(folder: Path) -> list[Path]:
     return [p for p in (folder / ".cache").rglob("*.npz") if ".tmp" not in p.name]
 
 
+@pytest.mark.slow
 def test_index_folder_has_rows_tags_skips_and_an_index_type(full_index: Path) -> None:
     info = json.loads((full_index / "index.json").read_text())
     rows = Dataset.from_parquet(str(full_index / "library.parquet"))
@@ -93,6 +103,7 @@ def test_index_folder_has_rows_tags_skips_and_an_index_type(full_index: Path) ->
     assert "Index type: `Flat`" in (full_index / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_midway_then_rerun_gives_the_same_index_and_embeds_each_file_once(
     trained: dict, music: Path, full_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -121,6 +132,7 @@ def test_kill_9_midway_then_rerun_gives_the_same_index_and_embeds_each_file_once
         )
 
 
+@pytest.mark.slow
 def test_a_changed_model_embeds_everything_again(
     trained: dict, music: Path, full_index: Path, tmp_path: Path
 ) -> None:
@@ -143,6 +155,7 @@ def test_a_changed_model_embeds_everything_again(
     )
 
 
+@pytest.mark.slow
 def test_like_an_excerpt_in_another_format_finds_its_track_first(
     full_index: Path, music: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -157,6 +170,7 @@ def test_like_an_excerpt_in_another_format_finds_its_track_first(
         assert matches[0]["path"] == str(music / name), (name, matches)
 
 
+@pytest.mark.slow
 def test_a_tracks_own_caption_finds_it_in_the_top_five(
     trained: dict, full_index: Path, music: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -168,6 +182,7 @@ def test_a_tracks_own_caption_finds_it_in_the_top_five(
     assert None not in ranks.values(), ranks
 
 
+@pytest.mark.slow
 def test_bad_queries_and_unfinished_folders_are_clear_errors(
     full_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -179,6 +194,7 @@ def test_bad_queries_and_unfinished_folders_are_clear_errors(
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_space_serves_an_index_folder_with_the_approximate_index(
     trained: dict, music: Path, tmp_path: Path
 ) -> None:
