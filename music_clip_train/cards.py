@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .collate import OBJECTIVE_LABELS
+from .data import hub_dataset
 
 THESIS_CITATION = """```bibtex
 @mastersthesis{musicclip_thesis,
@@ -24,8 +25,8 @@ LIMITS = """## Limits
 def _front_matter(tags: list[str], pipeline_tag: str, dataset: str) -> str:
     lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}", "tags:"]
     lines += [f"- {t}" for t in tags]
-    if "/" in dataset and not dataset.startswith((".", "/")):
-        lines += ["datasets:", f"- {dataset}"]
+    if (hub := hub_dataset(dataset)) is not None:  # a local folder is no Hub dataset to link
+        lines += ["datasets:", f"- {hub[0]}"]
     return "\n".join(lines + ["---", ""])
 
 
