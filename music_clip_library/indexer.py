@@ -40,13 +40,21 @@ INDEX_TYPES = ("auto", "exact", "approx")
 
 def space_index_module():
     """The Space's `library_index` (index type, FAISS parameters, model fingerprint): one definition for the
-    Space, the indexer and the benchmark. Loaded by path because the Space is deployed without this package."""
+    Space, the indexer and the benchmark. Loaded by path because the Space is deployed without this package; its
+    own modules (`config`) resolve from the Space's folder, placed last on the path so it shadows nothing."""
     name = "musicclip_space_library_index"
     if name not in sys.modules:
+        space = str(ROOT / "space")
+        if space not in sys.path:
+            sys.path.append(space)
         spec = importlib.util.spec_from_file_location(name, ROOT / "space" / "library_index.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return sys.modules[name]
 
 
