@@ -252,9 +252,10 @@ def test_the_space_serves_an_index_folder_with_the_approximate_index(
     out = tmp_path / "idx"
     info = index(music, trained["model"], out, "--index-type", "approx")
     sys.path.insert(0, str(ROOT / "space"))
-    from library_index import APPROX_FACTORY
+    from library_index import index_factory
 
-    assert info["index"]["factory"] == APPROX_FACTORY != "Flat"
+    assert info["index"]["factory"] == index_factory(29, approximate=True, dim=32)[0] != "Flat"
+    assert f"Index type: `{info['index']['factory']}`" in (out / "README.md").read_text()
     ready, port, log = tmp_path / "ready", free_port(), tmp_path / "space.log"
     ready.touch()
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
