@@ -112,6 +112,22 @@ def probe_settings(params: str) -> list[str]:
     return [f"{key}={v}{rest}" for v in sorted({int(value) // 2, int(value), int(value) * 2})]
 
 
+def exact_answer(emb: np.ndarray, queries: np.ndarray, k: int, cache: Path) -> tuple[list[float], np.ndarray]:
+    """Exact top-k and per-query times of `IndexFlatIP`, cached beside the index (the same data every run)."""
+    if cache.is_file():
+        with np.load(cache) as data:
+            print(f"exact answers and times from the cache {cache} (measured when it was written)")
+            return data["times"].tolist(), data["ids"]
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(emb)
+    times, ids = time_queries(exact, queries, k)
+    del exact  # 2 GB at 1M: free it before the approximate index copies the vectors
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache.with_suffix(".partial.npz"), times=np.asarray(times), ids=ids)
+    os.replace(cache.with_suffix(".partial.npz"), cache)
+    return times, ids
+
+
 def bench_index(n: int, n_queries: int, k: int, seed: int, cache_dir: Path) -> faiss.Index:
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -121,10 +137,9 @@ def bench_index(n: int, n_queries: int, k: int, seed: int, cache_dir: Path) -> f
     faiss.normalize_L2(queries)
     print(f"{n:,} embeddings of {DIM} d generated in {time.perf_counter() - started:.1f} s")
 
-    exact = faiss.IndexFlatIP(DIM)
-    exact.add(emb)
-    exact_times, exact_ids = time_queries(exact, queries, k)
-    del exact  # 2 GB at 1M: free it before the approximate index copies the vectors
+    exact_times, exact_ids = exact_answer(
+        emb, queries, k, cache_dir / f"exact-n{n}-seed{seed}-q{n_queries}-k{k}.npz"
+    )
 
     factory, params = index_factory(n, approximate=True)
     slug = "".join(c if c.isalnum() else "_" for c in factory)
