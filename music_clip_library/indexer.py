@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from music_clip_data.decode import file_sha256
 from music_clip_data.sources import AUDIO_EXTENSIONS
 
 from .embedder import Embedder, read_tags, read_waveform
@@ -84,12 +85,6 @@ def audio_files(root: Path, skipped: list[dict]) -> list[Path]:
     return files
 
 
-def file_sha256(path: Path) -> str:
-    from music_clip_data.decode import file_sha256 as sha
-
-    return sha(path)
-
-
 # --- worker side ---------------------------------------------------------------------------------------------
 _WORKER: dict = {}
 
@@ -117,7 +112,7 @@ def read_cache(path: Path) -> dict | None:
         with np.load(path, allow_pickle=False) as data:
             return {"embedding": data["embedding"], "duration_s": float(data["duration_s"])}
     except (OSError, ValueError, KeyError):
-        return None  # absent, or cut by a crash before the rename (cannot happen) or by a disk error
+        return None  # absent (entries appear whole, by rename), or damaged on disk: embed again
 
 
 def write_cache(path: Path, embedding: np.ndarray, duration_s: float) -> None:
