@@ -103,11 +103,11 @@ def select_subset(
     plan = plan_sizes([n or available], available)[0]
     if plan.capped and not cap_n:
         raise InputError(f"--n {n} is larger than the genres train split ({available} examples)")
-    subset = nested_order(genres.train.labels, seed)[: plan.used]
-    fit, val = carve_validation(
-        genres.train.labels[subset], [genres.train.group_ids[i] for i in subset], val_fraction, seed
-    )
-    return {"plan": plan, "fit": subset[fit], "val": subset[val]}
+    # N counts clips, drawn by whole tracks (groups): see `nested_order`.
+    subset = nested_order(genres.train.labels, seed, genres.train.group_ids)[: plan.used]
+    groups = [genres.train.group_ids[i] for i in subset]
+    fit, val = carve_validation(genres.train.labels[subset], groups, val_fraction, seed)
+    return {"plan": plan, "fit": subset[fit], "val": subset[val], "n_tracks": len(set(groups))}
 
 
 @torch.no_grad()
@@ -246,6 +246,7 @@ class FinetuneSpec(loop.TrainingSpec):
             "n_requested": plan.requested,
             "n_used": plan.used,
             "capped": plan.capped,
+            "n_tracks": self.chosen["n_tracks"],  # groups (tracks) the N training clips come from
             "n_fit": len(self.fit),
             "n_val": len(self.val),
             "epochs": self.epochs,

@@ -161,6 +161,20 @@ def update_model_cards(args: SweepArgs, table: str, line: Path) -> list[Path]:
     return updated
 
 
+def tracks_behind_n(runs: list[dict]) -> str:
+    """How many tracks (groups) each N's clips come from, over seeds and objectives (clips are drawn by whole
+    tracks, so N clips of a clip-level dataset come from far fewer tracks)."""
+    by_n: dict[int, set[int]] = {}
+    for run in runs:
+        if "n_tracks" in run:
+            by_n.setdefault(run["n_used"], set()).add(run["n_tracks"])
+    parts = [
+        f"N={n}: {min(t)}" + (f"-{max(t)}" if max(t) != min(t) else "") + " tracks"
+        for n, t in sorted(by_n.items())
+    ]
+    return "Training clips are drawn by whole tracks (groups); " + ", ".join(parts) + "." if parts else ""
+
+
 def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
     output = Path(args.output)
     table = markdown_table(runs, args.objectives, sorted(used), used)
@@ -180,7 +194,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
-        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{table}\n"
+        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
         f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Thesis Table 6\n\n{thesis}"
     )
     cards = update_model_cards(args, table, line)

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     services = Services(cfg)
     demo = build_ui(services)
-    allowed = [str(services.library.audio_dir)] if services.library else []
+    allowed = [str(services.library.audio_dir), *services.library.audio_roots] if services.library else []
     services.reader.wait_ready()  # it started with Services: its imports overlapped the model loading
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=cfg.host,
