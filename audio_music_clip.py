@@ -355,6 +355,11 @@ def load_audio(
         info["native_duration_s"] = max(wave.shape) / rate if wave.size else 0.0
         cut = stream.cut or (stream.full and stream.fed < max(wave.shape, default=0))
     waveform = stream.finish()
+    if check and waveform.size == 0 and stream.fed:  # a few native samples resample to none: say "too short"
+        seconds = stream.fed / stream.rate
+        raise AudioRejected(
+            "too_short", f"{_seconds_text(seconds)} is too short: at least {MIN_SECONDS:g} s is needed."
+        )
     if check:
         check_waveform(waveform, target_rate)
     info["truncated"] = bool(cut)

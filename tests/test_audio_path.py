@@ -255,3 +255,10 @@ def test_decoding_memory_does_not_grow_with_rate_or_channels(tmp_path):
     assert result["info"]["native_channels"] == 8 and result["info"]["native_sampling_rate"] == 384000
     assert result["samples"] == 20 * SR
     assert result["rss_above_base_mb"] < 150, result  # decoded whole: 246 MB
+
+
+def test_a_few_samples_at_a_high_rate_are_too_short_not_empty():
+    # One sample at 48 kHz resamples to no sample at 16 kHz; the visitor must hear why: too short.
+    with pytest.raises(AudioRejected, match="too short") as err:
+        load_waveform(np.full(1, 0.5, np.float32), 48000)
+    assert err.value.reason == "too_short"

@@ -115,9 +115,7 @@ def hostile_corpus(folder: Path) -> dict[str, tuple[Path, str | None, bool]]:
     files["random.wav"] = (folder / "random.wav", UNREADABLE, False)
     (folder / "text.wav").write_text("This is a shopping list, not a recording.\n" * 200)
     files["text.wav"] = (folder / "text.wav", UNREADABLE, False)
-    # The audio path resamples one sample to none and says "The audio is empty (0 samples)." (reported to
-    # its owner; "too short" is the reason): either is accepted, an answer is not.
-    wav("one_sample.wav", music(1 / 48000, 48000, 1), 48000, r"too short|empty \(0 samples\)")
+    wav("one_sample.wav", music(1 / 48000, 48000, 1), 48000, "too short")
     wav("tenth_second.wav", music(0.1, 48000), 48000, "too short")
     wav("silent.wav", np.zeros((3 * 48000, 2), np.float32), 48000, "silent")
     noise = rng.uniform(-1, 1, (10 * 48000, 2)).astype(np.float32) * 10 ** (-90 / 20)
