@@ -10,21 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MAX_SECONDS = 600.0  # longer files: the first ten minutes (as the dataset builder)
+from audio_music_clip import (  # longer files: the first ten minutes (as the builder and Space)
+    MAX_SECONDS,
+    load_waveform,
+)
 
 
 def read_waveform(path: Path, fe, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """The one place this package reads audio: any format FFmpeg reads → mono float32 at the extractor's rate.
+    """The one place this package reads audio: the project's one audio path (`audio_music_clip.load_waveform`:
+    any format FFmpeg reads → mono float32 at the extractor's rate, with its acceptance rules).
 
-    Raises `ValueError` with FFmpeg's or the extractor's reason for a file it cannot use.
+    Raises `ValueError` (`AudioRejected`) with a reason for a file it cannot use.
     """
-    from music_clip_data.decode import SkipClip, decode_16k_mono
-
-    try:
-        samples, _ = decode_16k_mono(Path(path), int(fe.sampling_rate), max_seconds)
-    except SkipClip as err:
-        raise ValueError(str(err)) from None
-    return np.clip(fe.prepare_waveform(samples, sampling_rate=int(fe.sampling_rate)), -1.0, 1.0)
+    return load_waveform(str(path), target_rate=int(fe.sampling_rate), max_seconds=max_seconds)
 
 
 def read_tags(path: Path) -> tuple[str, str]:
