@@ -23,13 +23,15 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .cards import finetune_card
+from .calibration import calibrate_classifier
+from .cards import finetune_card, write_reliability_diagram
 from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
 from .collate import ClassificationCollator, EpochBatchSampler
 from .data import GenreData, GenreSplit, check_mel_config, dataset_feature_config, load_genres
 from .errors import InputError
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples, save_folder
+from .ood_fit import fit_classifier_ood
 from .subsets import carve_validation, nested_order, plan_sizes
 
 
@@ -149,6 +151,7 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
     set_seed(args.seed)
     window_samples = resolve_window_samples(args.window_samples, dataset_fe)
     model, fe = load_classifier_init(args.init, genres.id2label, window_samples, mel_statistics(fit.mels))
+    model.config.calibration_temperature = 1.0  # raw logits in training; fitted after it
     check_mel_config(dataset_fe, fe.to_dict(), f"dataset {args.dataset!r}")
     window_samples = model.config.window_samples  # a pretrained folder brings its own window
     from_scratch = args.init == "none"
@@ -225,7 +228,10 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
 
     unwrapped.load_state_dict(progress.best["state"])
     unwrapped.unfreeze_audio_encoder()  # a loaded classifier should train normally
-    test_scores = classification_scores(predict(unwrapped, genres.test, fe), genres.test.labels, num_labels)
+    # Before publishing: temperature from the validation part, then the one pass over the test split.
+    calibration, test_logits, test_v = calibrate_classifier(unwrapped, val, genres.test, fe)
+    test_scores = classification_scores(test_logits.argmax(1), genres.test.labels, num_labels)
+    ood = fit_classifier_ood(unwrapped, fit, val, test_v, fe) if args.save_model else None
     plan = chosen["plan"]
     result = {
         "dataset": args.dataset,
@@ -242,6 +248,8 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
         "best_epoch": progress.best["epoch"],
         "best_val_macro_f1": progress.best["score"],
         "test": test_scores,
+        "calibration": calibration,
+        "ood": ood,
         "labels": genres.label_names,
         "window_samples": window_samples,
         "history": progress.history,
@@ -253,6 +261,7 @@ def run(args: FinetuneArgs, genres: GenreData | None = None) -> dict:
         output.mkdir(parents=True, exist_ok=True)
         if args.save_model:
             save_folder(unwrapped, output, feature_extractor=fe)
+            write_reliability_diagram(result, output)
             (output / "README.md").write_text(finetune_card(result))
             if args.push_to_hub:
                 unwrapped.push_to_hub(args.push_to_hub)

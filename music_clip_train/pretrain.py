@@ -22,6 +22,7 @@ from .data import check_mel_config, dataset_feature_config, load_captions
 from .errors import InputError
 from .evaluation import pooled_texts, retrieval
 from .models import mel_statistics, new_pretrain_model, new_processor, resolve_window_samples, save_folder
+from .ood_fit import audio_v, fit_model_ood
 from .subsets import holdout_split
 
 
@@ -197,6 +198,8 @@ def run(args: PretrainArgs) -> dict:
         if progress.step % args.checkpoint_every == 0:
             save_checkpoint(accelerator, output, progress.step)
     bar.close()
+    # Before publishing: OOD statistics of the training clips, threshold from the held-out ones.
+    ood = fit_model_ood(unwrapped, audio_v(unwrapped, train.mels, fe), audio_v(unwrapped, held.mels, fe))
 
     result = {
         "objective": args.objective,
@@ -209,6 +212,7 @@ def run(args: PretrainArgs) -> dict:
         "window_samples": window_samples,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "history": progress.history,
+        "ood": ood,
         "wall_seconds": round(time.time() - started, 1),
         "args": {k: v for k, v in asdict(args).items() if k != "debug_kill_after_step"},
     }
