@@ -88,12 +88,12 @@ def test_folders_hold_safetensors_and_code(saved_folders):
     assert "AutoModelForAudioClassification" in auto_map and "AutoModel" not in auto_map
 
 
-def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
-    model, model_dir, clf_dir = saved_folders
+def run_child(script: str, model_dir, clf_dir, tmp_path) -> dict:
+    """Run `script` on the two folders in a process without the repository; its last stdout line as JSON."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), str(clf_dir)],
+        [sys.executable, "-c", script, str(model_dir), str(clf_dir)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -101,7 +101,12 @@ def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
+    model, model_dir, clf_dir = saved_folders
+    result = run_child(CHILD, model_dir, clf_dir, tmp_path)
     assert result["model_class"] == "MusicClipModel" and result["config_class"] == "MusicClipConfig"
     assert result["module"].startswith("transformers_modules"), result["module"]  # code came from the folder
     assert str(REPO) not in result["module"]
@@ -176,18 +181,7 @@ def test_ood_statistics_and_temperature_travel_with_the_remote_code(saved_folder
     MusicClipFeatureExtractor(**fe.to_dict()).save_pretrained(ood_clf)
     assert "ood_music_clip.py" in {p.name for p in ood_clf.iterdir()}
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    run = subprocess.run(
-        [sys.executable, "-c", OOD_CHILD, str(ood_model), str(ood_clf)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_child(OOD_CHILD, ood_model, ood_clf, tmp_path)
     inputs = fe(tone_waves((110, 440, 1760)), sampling_rate=44100, return_tensors="pt")
     with torch.no_grad():
         for kind, local in (("model", model), ("classifier", clf)):
@@ -198,7 +192,7 @@ def test_ood_statistics_and_temperature_travel_with_the_remote_code(saved_folder
             assert np.abs(np.asarray(remote["scores"]) - scores.numpy()).max() <= 1e-5, (remote, scores)
             assert remote["flags"] == local.is_out_of_distribution(scores).tolist()
         one = {k: v[1:2] for k, v in inputs.items()}
-        calibrated = (clf(**one).logits[0] * 1.0).softmax(-1)  # the model's logits are already divided by T
+        calibrated = clf(**one).probabilities[0]  # softmax of the logits the model already divided by T
         raw = clf.classifier(torch.tanh(clf.get_audio_v(**one)))[0]
     assert torch.allclose(calibrated, (raw / 3.0).softmax(-1))
     pipe = {r["label"]: r["score"] for r in result["pipeline"]}
