@@ -239,7 +239,7 @@ class MusicClipPreTrainedModel(PreTrainedModel):
     def ood_score(
         self, input_features: torch.Tensor, window_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B,) Mahalanobis distance of each clip's normalised v embedding from the training clips' statistics
+        """(B,) Mahalanobis distance of each clip's normalised tanh(v) embedding from the training clips' statistics
         (Ledoit-Wolf covariance); above `config.ood_threshold` = out of distribution."""
         if not self.has_ood_statistics:
             raise ValueError("this checkpoint has no OOD statistics (config.ood_threshold is None)")

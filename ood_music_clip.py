@@ -1,6 +1,6 @@
 """Out-of-distribution score of a clip: how far its audio embedding lies from the model's training clips.
 
-The score is the Mahalanobis distance of the clip's L2-normalised v embedding (windows pooled, as everywhere) from
+The score is the Mahalanobis distance of the clip's L2-normalised tanh(v) embedding (windows pooled, as everywhere) from
 the mean of the training clips' embeddings, under their covariance shrunk towards a scaled identity (Ledoit-Wolf,
 fitted by the training code with scikit-learn). Mean and precision matrix are buffers, so they are saved in
 `model.safetensors` and loaded by `from_pretrained`; the threshold (95 % of in-domain validation clips score at or
@@ -14,9 +14,10 @@ from torch import nn
 
 
 def ood_features(audio_v: torch.Tensor) -> torch.Tensor:
-    """The representation the statistics describe: the v embedding on the unit sphere, so a loud or quiet
-    recording of the same music lands in the same place and only its direction counts."""
-    return nn.functional.normalize(audio_v.float(), dim=-1)
+    """The representation the statistics describe: tanh of the v embedding (what the classifier head and the z
+    layer read) on the unit sphere, so only its direction counts. On the quick build this separated the genres
+    test split from the immich tracks better than raw or merely normalised v (fewer in-domain clips flagged)."""
+    return nn.functional.normalize(torch.tanh(audio_v.float()), dim=-1)
 
 
 class MusicClipOodStatistics(nn.Module):

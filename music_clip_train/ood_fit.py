@@ -1,6 +1,6 @@
 """Fit a model's out-of-distribution reference statistics (see `ood_music_clip.py` for the score).
 
-Mean and Ledoit-Wolf shrunk precision of the normalised v embeddings of the training clips; the threshold is the
+Mean and Ledoit-Wolf shrunk precision of the normalised tanh(v) embeddings of the training clips; the threshold is the
 score that 95 % of held-out in-domain clips (the validation part, never the test split) stay at or below.
 """
 
@@ -14,7 +14,7 @@ from ood_music_clip import MusicClipOodStatistics, ood_features
 
 OOD_PASS_RATE = 0.95  # share of in-domain validation clips that must pass (not be flagged)
 OOD_METHOD = (
-    "Mahalanobis distance of the clip's L2-normalised v embedding (windows pooled) from the training clips' "
+    "Mahalanobis distance of the clip's L2-normalised tanh(v) embedding (windows pooled) from the training clips' "
     "mean, with a Ledoit-Wolf shrunk covariance (scikit-learn)"
 )
 
