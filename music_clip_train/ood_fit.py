@@ -89,3 +89,34 @@ def fit_classifier_ood(model, fit, val, test_v: np.ndarray, feature_extractor) -
     )
     flagged = score(model.ood, test_v) > summary["threshold"]
     return {**summary, "test_flag_rate": float(flagged.mean())}
+
+
+def add_statistics_to_pretrained(folder: str, dataset: str) -> dict:
+    """Fit OOD statistics into a pretrained folder saved before they existed, with the split its pretraining
+    used (training clips = reference, held-out clips = validation). Rewrites config.json and model.safetensors."""
+    import json
+    from pathlib import Path
+
+    from .data import load_captions
+    from .models import load_pretrained
+    from .subsets import holdout_split
+
+    model, processor = load_pretrained(folder)
+    fe = processor.feature_extractor
+    trained = Path(folder) / "train_results.json"
+    args = json.loads(trained.read_text())["args"] if trained.is_file() else {}
+    data = load_captions(dataset, n_mels=fe.feature_size)
+    train, held = holdout_split(data.group_ids, args.get("holdout", 0.1), args.get("seed", 0))
+    summary = fit_model_ood(
+        model,
+        audio_v(model, data.subset(train).mels, fe),
+        audio_v(model, data.subset(held).mels, fe),
+    )
+    model.save_pretrained(folder)
+    return summary
+
+
+if __name__ == "__main__":  # python -m music_clip_train.ood_fit MODEL_DIR DATASET
+    import sys
+
+    print(add_statistics_to_pretrained(sys.argv[1], sys.argv[2]))
