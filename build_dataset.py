@@ -44,6 +44,7 @@ from music_clip_data.writer import (
 )
 
 CACHE_DIR_NAME = ".cache"
+EXIT_FAILED_CAPTIONS = 3  # the dataset was written, with gaps the user did not accept
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,6 +67,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llm-temperature", type=float, default=None)
     p.add_argument("--llm-concurrency", type=int, default=None)
     p.add_argument("--prompt", default="thesis", help="thesis | lyrics-comment | a template FILE")
+    p.add_argument(
+        "--max-lyrics-chars",
+        type=int,
+        default=None,
+        help="cut lyrics to this many characters before asking the LLM (a prompt past the model's context "
+        "is asked once more with half its lyrics, then recorded as failed)",
+    )
+    p.add_argument(
+        "--allow-failed-captions",
+        action="store_true",
+        help="accept captions that failed after every retry: exit 0 and push without those tracks",
+    )
     p.add_argument("--main-genres", nargs="+", default=list(THESIS_MAIN_GENRES), help="thesis Table 2 genres")
     p.add_argument(
         "--captions-fraction", type=float, default=0.5, help="share of unassigned groups → captions"
@@ -87,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not prompt_file.is_file():
             p.error(f"--prompt {args.prompt!r} is neither thesis, lyrics-comment nor a file")
         args.prompt = prompt_file.read_text(encoding="utf-8")
+    if args.max_lyrics_chars is not None and args.max_lyrics_chars < 1:
+        p.error("--max-lyrics-chars must be a positive number of characters")
     if args.test_size >= 1 and not float(args.test_size).is_integer():
         p.error("--test-size must be a fraction below 1 or a whole number of clips")
     return args
@@ -95,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_feature_extractor(path: str | None) -> Any:
     from feature_extraction_music_clip import MusicClipFeatureExtractor
 
+    if path and not Path(path).is_dir():  # else from_pretrained would look for it on the Hub
+        raise ValueError(f"--feature-extractor {path}: not found (a folder with preprocessor_config.json)")
     return MusicClipFeatureExtractor.from_pretrained(path) if path else MusicClipFeatureExtractor()
 
 
@@ -132,7 +149,11 @@ def decode_all(
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
-    optional = {"temperature": args.llm_temperature, "concurrency": args.llm_concurrency}
+    optional = {
+        "temperature": args.llm_temperature,
+        "concurrency": args.llm_concurrency,
+        "max_lyrics_chars": args.max_lyrics_chars,
+    }
     settings = CaptionSettings(
         base_url=args.llm_base_url,
         model=args.llm_model if args.llm_base_url else None,
@@ -270,6 +291,7 @@ def build(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     caption_counts: Counter[str] = Counter({"new": 0, "cached": 0, "failed": 0, "template": 0})
+    caption_errors: list[str] = []
     caption_rows: list[dict] = []
     caption_settings = None
     if caption_set:
@@ -279,6 +301,7 @@ def build(args: argparse.Namespace) -> dict:
         for (track, status), result in zip(caption_set, results, strict=True):
             caption_counts[result.status] += 1
             if result.status == "failed" or not result.sentences:
+                caption_errors.append(result.error or "no caption")
                 skipped.append(
                     {
                         "track_id": track.track_id,
@@ -345,6 +368,7 @@ def build(args: argparse.Namespace) -> dict:
         "handled": run.handled,
         "no_main_genre": no_main_genre,
         "captions": dict(caption_counts),
+        "caption_failures_by_reason": dict(Counter(_reason_kind(e) for e in caption_errors).most_common()),
         "mel_cache": {
             "hits": sum(s["from_cache"] for _, s in kept),
             "computed": sum(not s["from_cache"] for _, s in kept),
@@ -366,9 +390,15 @@ def build(args: argparse.Namespace) -> dict:
     ]
     card = render_card(info)
     card.save(str(output / "README.md"))
-    if args.push_to_hub:
+    if args.push_to_hub and not refused_for_failed_captions(summary, args):
         push(output, args.push_to_hub)
     return summary
+
+
+def refused_for_failed_captions(summary: dict, args: argparse.Namespace) -> bool:
+    """Tracks whose caption failed after every retry are gaps: the build fails (and is not pushed) unless the
+    user accepts them with --allow-failed-captions."""
+    return bool(summary["captions"]["failed"]) and not args.allow_failed_captions
 
 
 def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: Any, caption_settings) -> dict:
@@ -454,6 +484,9 @@ def format_summary(summary: dict) -> str:
     if summary["handled"]:
         lines.append(f"  handled (kept after repair): {len(summary['handled'])}")
     lines.append("captions: " + ", ".join(f"{k} {v}" for k, v in summary["captions"].items()))
+    lines += [
+        f"  caption failed: {reason}: {n}" for reason, n in summary["caption_failures_by_reason"].items()
+    ]
     lines.append(
         f"mels: {summary['mel_cache']['computed']} computed, {summary['mel_cache']['hits']} from cache"
     )
@@ -479,6 +512,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_summary(summary))
     print(f"wrote {args.output}")
+    if refused_for_failed_captions(summary, args):
+        reasons = "; ".join(f"{k}: {n}" for k, n in summary["caption_failures_by_reason"].items())
+        pushed = " and did not push it" if args.push_to_hub else ""
+        print(
+            f"build_dataset.py: error: {summary['captions']['failed']} caption(s) failed ({reasons}); the dataset "
+            f"was written without those tracks{pushed}. Re-run the same command to ask again (finished work is "
+            "cached), or pass --allow-failed-captions to accept the gaps.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_CAPTIONS
     return 0
 
 

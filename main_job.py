@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,17 +51,59 @@ PROFILES = {
 }
 
 
-def run(stage: str, command: list[str]) -> None:
+def run(stage: str, command: list[str], lock: JobLock) -> None:
     printable = " ".join(command).replace(sys.executable, "python")
     print(f"\n==> {stage}: {printable}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=HERE)
-    if result.returncode != 0:
+    # The stage inherits the lock's file descriptor: the flock belongs to the open file, so it stays held while
+    # the stage runs even if this process is killed (-9), and a second job is refused until the stage ends.
+    lock.record(stage, None)  # named before the stage exists, so a holder is never anonymous
+    with subprocess.Popen(command, cwd=HERE, pass_fds=(lock.fd,)) as child:
+        lock.record(stage, child.pid)
+        child.wait()
+    if child.returncode != 0:
         sys.exit(
-            f"main job: stage '{stage}' failed (exit {result.returncode}); fix the cause and re-run: finished "
+            f"main job: stage '{stage}' failed (exit {child.returncode}); fix the cause and re-run: finished "
             "work is kept and skipped"
         )
     print(f"<== {stage}: done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+class JobLock:
+    """An exclusive flock on RUNS/.main_job.lock; the file names the holder (pid, stage, stage pid)."""
+
+    def __init__(self, path: Path) -> None:
+        # O_RDWR without O_TRUNC: a refused job must not erase the holder's record before reading it.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.path = path
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.holder()
+            os.close(self.fd)
+            sys.exit(
+                f"main job: another main job is running in {path.parent} ({holder}); wait for it or use another "
+                "--root"
+            )
+        self.record(None, None)
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(os.pread(self.fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            return "holder unknown"
+        if not isinstance(info, dict):
+            return "holder unknown"
+        stage = f", stage '{info['stage']}' pid {info.get('stage_pid') or '?'}" if info.get("stage") else ""
+        return f"main job pid {info.get('pid', '?')}{stage}"
+
+    def record(self, stage: str | None, stage_pid: int | None) -> None:
+        data = json.dumps({"pid": os.getpid(), "stage": stage, "stage_pid": stage_pid}).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def check_disk(path: Path, need_gb: float) -> None:
@@ -98,16 +142,13 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
 
     # Two main jobs in one folder would write the same files: refuse the second instead of corrupting both.
-    lock = open(runs / ".main_job.lock", "w")  # noqa: SIM115 (held for the whole run)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        sys.exit(f"main job: another main job is running in {runs}; wait for it or use another --root")
+    lock = JobLock(runs / ".main_job.lock")  # held for the whole run, and by each stage while it runs
 
     start = time.perf_counter()
     run(
         "1/5 build the bundled corpus",
         [python, "build_dataset.py", "--source", "music21", "--size", profile.size, "--output", str(data)],
+        lock,
     )
     run(
         f"2/5 pretrain ({START_OBJECTIVE})",
@@ -126,6 +167,7 @@ def main() -> None:
             "--resume",
             *epochs_flag(args.profile),
         ],
+        lock,
     )
     run(
         "3/5 few-shot sweep",
@@ -150,6 +192,7 @@ def main() -> None:
             WINDOW_SAMPLES,
             *(["--pretrain-epochs", "1", "--finetune-epochs", "1"] if args.profile == "smoke" else []),
         ],
+        lock,
     )
     run(
         "4/5 finetune the Space's classifier on the whole training split",
@@ -166,6 +209,7 @@ def main() -> None:
             "--resume",
             *epochs_flag(args.profile),
         ],
+        lock,
     )
     run(
         "5/5 evaluate retrieval and zero-shot genres",
@@ -178,6 +222,7 @@ def main() -> None:
             "--dataset",
             str(data),
         ],
+        lock,
     )
     print(
         f"\nmain job: finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {runs / 'sweep'}/README.md "

@@ -350,6 +350,8 @@ class MusicClipModel(MusicClipPreTrainedModel):
         input_features: torch.Tensor | None = None,
         window_mask: torch.Tensor | None = None,
         text_audio_index: torch.Tensor | None = None,
+        audio_group: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
         text_v: torch.Tensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
@@ -357,6 +359,8 @@ class MusicClipModel(MusicClipPreTrainedModel):
     ) -> MusicClipOutput | tuple:
         """Embed both sides; with `return_loss=True` compute the configured objective.
 
+        `audio_group` (B,) int ids: rows of one group (track or piece) are never negatives of each other
+        (default: every row its own group). `generator` drives STL/SMM sampling (seed it alike on every process).
         `text_audio_index[m]` names the audio row that text m describes (default: text m ↔ audio m).
         `text_v` may replace `input_ids` with cached v embeddings of a frozen text tower.
         """
@@ -382,7 +386,14 @@ class MusicClipModel(MusicClipPreTrainedModel):
                     )
                 text_audio_index = torch.arange(len(audio_z), device=audio_z.device)
             loss_fn = build_loss(self.config, self.matching_head)
-            loss = loss_fn(audio_z, text_z, text_audio_index.to(audio_z.device), self.logit_scale_value)
+            loss = loss_fn(
+                audio_z,
+                text_z,
+                text_audio_index.to(audio_z.device),
+                self.logit_scale_value,
+                audio_group=audio_group,
+                generator=generator,
+            )
 
         output = MusicClipOutput(
             loss=loss,

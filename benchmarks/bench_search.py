@@ -118,11 +118,11 @@ def bench_index(n: int, n_queries: int, k: int, seed: int) -> faiss.Index:
 
 def load_contrastive(model_ref: str | None):
     """The model and processor the Space would load, or a fresh one with the packaged MiniLM tower."""
-    from transformers import AutoModel, AutoProcessor
+    if model_ref:  # the Space's own loader: a local folder, or hub:owner/name@revision
+        from inference import ContrastiveModel
 
-    if model_ref:
-        model = AutoModel.from_pretrained(model_ref, trust_remote_code=True)
-        return model.eval(), AutoProcessor.from_pretrained(model_ref, trust_remote_code=True), model_ref
+        loaded = ContrastiveModel(model_ref)
+        return loaded.model, loaded.processor, model_ref
     from transformers import AutoTokenizer
 
     from feature_extraction_music_clip import MusicClipFeatureExtractor
@@ -159,15 +159,11 @@ def bench_text_query(index: faiss.Index, model_ref: str | None, n_queries: int, 
 
 
 def load_classifier(classifier_ref: str | None):
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
     if classifier_ref:
-        model = AutoModelForAudioClassification.from_pretrained(classifier_ref, trust_remote_code=True)
-        return (
-            model.eval(),
-            AutoFeatureExtractor.from_pretrained(classifier_ref, trust_remote_code=True),
-            classifier_ref,
-        )
+        from inference import GenreClassifier
+
+        loaded = GenreClassifier(classifier_ref)
+        return loaded.model, loaded.feature_extractor, classifier_ref
     from configuration_music_clip import MusicClipConfig
     from feature_extraction_music_clip import MusicClipFeatureExtractor
     from modeling_music_clip import MusicClipForAudioClassification

@@ -1,11 +1,18 @@
 """LLM pseudo-captions (thesis Fig. 13): any OpenAI-compatible endpoint, cached on disk, resumable.
 
-`caption_many` asks each distinct prompt once, with bounded concurrency and its own retry loop (the client's
-is off): 429 / 5xx / 408 / timeouts / connection errors / malformed bodies are retried with exponential
-backoff and jitter, honouring `Retry-After`. An answer whose sentence count is wrong is asked again, then
-recorded as failed with its raw text. Every final answer (good or failed) is one JSON file under `cache_dir`,
-written atomically, so a killed run re-run asks only for what is missing or failed. With no endpoint, captions
-come from the track's metadata by template.
+`caption_many` asks each distinct prompt once, with bounded concurrency and its own retry loop: 429 / 5xx /
+408 / timeouts / connection errors / malformed bodies are retried with exponential backoff and jitter,
+honouring `Retry-After`. The `openai` client's retries are off because they fall short here: they give up on a
+`Retry-After` above 60 s, never retry a malformed 200, cannot share one pause across workers, and sleep where
+nothing can cut them short, so a Ctrl-C or a 401 would wait for every worker's retries; ours wait on an event
+that a stop sets, so a stopped run ends within the request timeout.
+
+An answer whose sentence count is wrong is asked again, then recorded as failed with its raw text. A refusal
+(`message.refusal`, `finish_reason` "content_filter") is never a caption: it is recorded as failed. A prompt
+past the model's context (400 / 413) is asked once more with its lyrics halved, then recorded as a permanent
+failure that later runs do not pay for again. Every final answer is one JSON file under `cache_dir`, written
+atomically, so a killed run re-run asks only for what is missing or failed (not permanent). With no endpoint,
+captions come from the track's metadata by template.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import logging
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -48,6 +56,8 @@ _RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _FATAL_STATUS = {401, 403, 404}  # wrong key / URL / model: no item can succeed, stop the run
 _MAX_RETRY_AFTER_S = 900.0  # honour Retry-After up to this, so a bogus header cannot stall a build forever
 _CACHE_VERSION = 1
+_TOO_LONG_STATUS = {400, 413}  # 413 always; 400 when its message says the prompt is past the context window
+_TOO_LONG_MESSAGE = re.compile(r"context|too (long|large)|maximum .*(length|tokens)|reduce the length", re.I)
 
 
 @dataclass
@@ -64,6 +74,7 @@ class CaptionSettings:
     answer_attempts: int = 3  # asks for an answer with the expected sentence count before recording a failure
     backoff_base_s: float = 1.0  # first retry waits ~this, doubling per retry
     backoff_max_s: float = 60.0
+    max_lyrics_chars: int | None = None  # lyrics are cut to this many characters before they are sent
     progress: bool = True  # tqdm bar
 
 
@@ -98,15 +109,16 @@ def caption_many(inputs: list[CaptionInput], settings: CaptionSettings) -> list[
     spec = resolve_prompt(settings.prompt)
     results: list[CaptionResult | None] = [None] * len(inputs)
     asked: dict[str, list[int]] = {}  # cache key -> input positions: identical prompts are asked once
-    rendered: dict[str, str] = {}
+    rendered: dict[str, _Question] = {}
     for i, item in enumerate(inputs):
         if settings.base_url is None or (not item.lyrics.strip() and "{lyrics}" in spec.template):
             results[i] = _template_result(item)
             continue
-        prompt = spec.render(item.lyrics, item.genres)
+        lyrics = item.lyrics[: settings.max_lyrics_chars] if settings.max_lyrics_chars else item.lyrics
+        prompt = spec.render(lyrics, item.genres)
         key = cache_key(prompt, settings.model, settings.temperature)
         asked.setdefault(key, []).append(i)
-        rendered[key] = prompt
+        rendered[key] = _Question(prompt, lyrics, item.genres)
     if asked:
         for key, answer in _LLMRun(spec, settings).run(rendered).items():
             for i in asked[key]:
@@ -196,6 +208,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "music_clip" / "captions"
 
 
+@dataclass(frozen=True)
+class _Question:
+    prompt: str
+    lyrics: str  # kept to ask again with half of them when the prompt is past the context window
+    genres: list[str]
+
+
 class _Transient(Exception):
     """A request failure worth retrying."""
 
@@ -212,12 +231,25 @@ class _Failed(Exception):
         self.requests = requests
 
 
+class _TooLong(_Failed):
+    """400 / 413: the prompt is past the model's context window."""
+
+
+class _Refused(Exception):
+    """The model refused or a content filter answered: never a caption."""
+
+
+class _Stopped(Exception):
+    """The run is stopping (Ctrl-C, a fatal error in another worker): give up without storing anything."""
+
+
 class _Pause:
     """A shared 'not before' time: after a 429 with Retry-After, no worker sends until it has passed."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event) -> None:
         self._until = 0.0
         self._lock = threading.Lock()
+        self._stop = stop
 
     def extend(self, seconds: float) -> None:
         with self._lock:
@@ -225,7 +257,13 @@ class _Pause:
 
     def wait(self) -> None:
         while (left := self._until - time.monotonic()) > 0:
-            time.sleep(left)
+            sleep_or_stop(self._stop, left)
+
+
+def sleep_or_stop(stop: threading.Event, seconds: float) -> None:
+    """Sleep, or raise `_Stopped` as soon as the run is stopping."""
+    if stop.wait(seconds):
+        raise _Stopped
 
 
 class _LLMRun:
@@ -233,7 +271,8 @@ class _LLMRun:
         self.spec = spec
         self.s = settings
         self.cache = AnswerCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
-        self.pause = _Pause()
+        self.stop = threading.Event()  # set on Ctrl-C or a fatal error: every worker ends its retries
+        self.pause = _Pause(self.stop)
         self._api_key = os.environ.get(settings.api_key_env, "")
         if not self._api_key:
             raise CaptioningError(
@@ -242,20 +281,20 @@ class _LLMRun:
         if not settings.model:
             raise CaptioningError("CaptionSettings.model is required with a base_url")
 
-    def run(self, prompts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    def run(self, prompts: dict[str, _Question]) -> dict[str, dict[str, Any]]:
         """Cache key -> answer record (+ run_status) for every prompt."""
         answers: dict[str, dict[str, Any]] = {}
         todo = []
         for key in prompts:
             record = self.cache.get(key)
-            if (
-                record is not None
-                and record.get("version") == _CACHE_VERSION
-                and record.get("status") == "ok"
-            ):
+            if record is None or record.get("version") != _CACHE_VERSION:
+                todo.append(key)  # never asked
+            elif record.get("status") == "ok":
                 answers[key] = {**record, "run_status": "cached"}
+            elif record.get("permanent"):
+                answers[key] = {**record, "run_status": "failed"}  # no retry can fix it: not paid again
             else:
-                todo.append(key)  # never asked, or failed last time: ask (again)
+                todo.append(key)  # failed last time: ask again
         counts = Counter(cached=len(answers))
         bar = tqdm(
             total=len(prompts), initial=len(answers), desc="captions (llm)", disable=not self.s.progress
@@ -272,28 +311,58 @@ class _LLMRun:
                 bar.update()
                 bar.set_postfix(counts, refresh=False)
         finally:
-            # On an error or Ctrl-C, drop what has not started; requests in flight finish and are cached.
+            # On an error or Ctrl-C, drop what has not started and end every retry loop; requests in flight
+            # finish (within the timeout) and nothing more is sent.
+            self.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             client.close()
             bar.close()
         return answers
 
-    def _answer(self, client: openai.OpenAI, prompt: str, key: str) -> dict[str, Any]:
+    def _answer(self, client: openai.OpenAI, question: _Question, key: str) -> dict[str, Any]:
+        """The answer to one prompt; past the context window, once more with half the lyrics, then a permanent
+        failure."""
+        try:
+            return self._ask(client, question.prompt, key)
+        except _TooLong as exc:
+            first, requests = str(exc), exc.requests
+        half = len(question.lyrics) // 2
+        try:
+            if half:
+                logger.info(
+                    "caption %s: prompt too long, asking with %d characters of lyrics", key[:12], half
+                )
+                shorter = self.spec.render(question.lyrics[:half], question.genres)
+                return self._ask(client, shorter, key, requests, {"lyrics_halved_to": half})
+        except _TooLong as exc:
+            first, requests = f"{first}; with the lyrics halved to {half} characters: {exc}", exc.requests
+        error = f"context too long: {first}"
+        record = {"status": "failed", "permanent": True, "sentences": None, "raw": None, "error": error}
+        return self._store(key, record, requests, "failed")
+
+    def _ask(
+        self, client: openai.OpenAI, prompt: str, key: str, requests: int = 0, extra: dict | None = None
+    ) -> dict[str, Any]:
         """Ask until the answer has the expected sentence count; store the outcome either way."""
         raw: str | None = None
         error = ""
-        requests = 0
         for _ in range(self.s.answer_attempts):
             try:
                 raw, n = self._complete(client, prompt)
+            except _TooLong as exc:
+                exc.requests += requests
+                raise
             except _Failed as exc:
                 error, requests = str(exc), requests + exc.requests
+                break
+            except _Refused as exc:
+                error, raw, requests = f"refused: {exc}", None, requests + 1
                 break
             requests += n
             found = split_sentences(raw)
             sentences = self.spec.fit(found)
             if sentences is not None:
-                record = {"status": "ok", "sentences": sentences, "raw": raw, "error": None}
+                record = {"status": "ok", "sentences": sentences, "raw": raw, "error": None, **(extra or {})}
                 return self._store(key, record, requests, "new")
             error = f"expected {self.spec.expectation} sentences, got {len(found)}"
             logger.info("caption %s: %s, asking again", key[:12], error)
@@ -321,14 +390,18 @@ class _LLMRun:
             if last is not None:
                 delay = self._delay(attempt - 1, last.delay_s)
                 logger.info("caption request failed (%s), retry %d in %.2fs", last, attempt, delay)
-                time.sleep(delay)
+                sleep_or_stop(self.stop, delay)
             self.pause.wait()
+            if self.stop.is_set():
+                raise _Stopped
             try:
                 completion = client.chat.completions.create(
                     model=self.s.model,  # type: ignore[arg-type]
                     messages=[{"role": "user", "content": prompt}],
                     **extra,
                 )
+                if (refusal := _refusal(completion)) is not None:
+                    raise _Refused(self._scrub(refusal)[:200])
                 content = _answer_text(completion)
                 if content is None:
                     raise _Transient("malformed response: no answer text")
@@ -351,6 +424,8 @@ class _LLMRun:
         message = f"HTTP {status}: {self._scrub(str(exc))[:200]}"
         if status in _FATAL_STATUS:
             raise CaptioningError(message)
+        if status in _TOO_LONG_STATUS and (status == 413 or _TOO_LONG_MESSAGE.search(str(exc))):
+            raise _TooLong(message, requests)
         if status not in _RETRY_STATUS and status < 500:
             # 400 / 413 / 422 (e.g. lyrics past the context window): this item only, no retry helps.
             raise _Failed(message, requests)
@@ -367,6 +442,20 @@ class _LLMRun:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _refusal(completion: Any) -> str | None:
+    """Why the answer is a refusal (the model's `refusal` text, a content filter), or None for an answer."""
+    try:
+        choice = completion.choices[0]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    refusal = getattr(getattr(choice, "message", None), "refusal", None)
+    if isinstance(refusal, str) and refusal.strip():
+        return refusal.strip()
+    if getattr(choice, "finish_reason", None) == "content_filter":
+        return "finish_reason content_filter"
+    return None
 
 
 def _answer_text(completion: Any) -> str | None:

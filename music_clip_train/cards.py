@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .calibration import reliability_diagram
 from .collate import OBJECTIVE_LABELS
+from .data import hub_dataset
 
 RELIABILITY_PNG = "reliability.png"
 
@@ -28,8 +29,8 @@ LIMITS = """## Limits
 def _front_matter(tags: list[str], pipeline_tag: str, dataset: str) -> str:
     lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}", "tags:"]
     lines += [f"- {t}" for t in tags]
-    if "/" in dataset and not dataset.startswith((".", "/")):
-        lines += ["datasets:", f"- {dataset}"]
+    if (hub := hub_dataset(dataset)) is not None:  # a local folder is no Hub dataset to link
+        lines += ["datasets:", f"- {hub[0]}"]
     return "\n".join(lines + ["---", ""])
 
 

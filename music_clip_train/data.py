@@ -15,15 +15,40 @@ from datasets import ClassLabel, Dataset, DatasetDict, get_dataset_config_names,
 
 from .errors import InputError
 
+# A Hub dataset is only ever asked for explicitly (the Space's rule too, space/config.py): anything else is a
+# local folder, so a missing `data/music21-quick` is "not found" instead of the Hub dataset of that name.
+HUB_PREFIX = "hub:"
 COMMON_COLUMNS = ("track_id", "group_id", "mel", "mel_length")
 CAPTION_COLUMNS = COMMON_COLUMNS + ("caption", "sentences")
 GENRE_COLUMNS = COMMON_COLUMNS + ("genre",)
 SENTENCES_PER_TRACK = 3
 
 
+def hub_dataset(dataset: str) -> tuple[str, str | None] | None:
+    """(repo id, revision) of `hub:owner/name[@revision]`; None for a local folder."""
+    if not dataset.startswith(HUB_PREFIX):
+        return None
+    repo, _, revision = dataset[len(HUB_PREFIX) :].partition("@")
+    return repo, revision or None
+
+
+def dataset_location(dataset: str) -> tuple[str, str | None]:
+    """What `datasets` loads: (folder or repo id, revision); a local folder must exist."""
+    hub = hub_dataset(dataset)
+    if hub is not None:
+        return hub
+    if not Path(dataset).is_dir():
+        raise InputError(
+            f"dataset {dataset!r} not found (no such folder; a Hub dataset is written {HUB_PREFIX}owner/name"
+            "[@revision])"
+        )
+    return dataset, None
+
+
 def _config_names(dataset: str) -> list[str]:
+    name, revision = dataset_location(dataset)
     try:
-        return get_dataset_config_names(dataset)
+        return get_dataset_config_names(name, revision=revision)
     except Exception as err:  # datasets raises several types for a missing/unreadable folder or repo
         raise InputError(f"cannot read dataset {dataset!r}: {err}") from None
 
@@ -36,7 +61,8 @@ def _load_config(dataset: str, config: str) -> DatasetDict:
             "build it with build_dataset.py, which writes both 'captions' and 'genres'"
         )
     try:
-        return load_dataset(dataset, config)
+        name, revision = dataset_location(dataset)
+        return load_dataset(name, config, revision=revision)
     except ValueError as err:  # e.g. a split file with no rows: "Instruction 'test' corresponds to no data"
         raise InputError(
             f"dataset {dataset!r} config {config!r} could not be loaded: {err} (a split with no rows?)"

@@ -36,6 +36,8 @@ def resolve_window_samples(requested: int | None, dataset_fe: dict | None) -> in
 
 def read_config(path: str | Path) -> dict:
     """The checkpoint's config.json; a clear error for a folder that is not a MusicCLIP model."""
+    if not Path(path).exists():
+        raise InputError(f"{path} not found (no such folder; train.py loads models from local folders only)")
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
         raise InputError(f"{path} is not a model folder (no config.json)")

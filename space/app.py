@@ -1,6 +1,6 @@
 """MusicCLIP Space: genre, zero-shot tags, text ↔ music search and a map of the library.
 
-Run locally: `python space/app.py [--model DIR|HUB_ID] [--classifier DIR|HUB_ID] [--library DIR|HUB_ID]`.
+Run locally: `python space/app.py [--model DIR|hub:ID@REV] [--classifier DIR|hub:ID@REV] [--library DIR|hub:ID]`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Services:
         self.match_floor = library_match_floor(self.library) if self.library else None
 
     def _load(self, what: str, ref: str, command: str, loader: Callable):
-        message = missing(ref, what, command)
+        message = missing(ref, what, command, remote_code=what != "library")
         if message:
             self.problems[what] = message
             return None

@@ -42,16 +42,47 @@ class SpaceConfig:
     host: str = "127.0.0.1"
 
 
+# A Hub repo is only ever asked for explicitly: `hub:owner/name@revision`. Anything else is a local path, so a
+# typo (`runs/supcon`) is "not found" instead of a download whose code then runs (trust_remote_code).
+HUB_PREFIX = "hub:"
+
+
 def looks_like_hub_id(ref: str) -> bool:
-    """`owner/name` that is not a local path: loaded from the Hub (or its cache) instead of disk."""
-    return not Path(ref).exists() and ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+    """`hub:owner/name[@revision]`: loaded from the Hub (or its cache) instead of disk."""
+    return ref.startswith(HUB_PREFIX)
 
 
-def missing(ref: str, what: str, command: str) -> str | None:
-    """A visitor-readable message when a default artifact is absent, else None."""
-    if Path(ref).exists() or looks_like_hub_id(ref):
-        return None
-    return f"No {what} at `{ref}`. Make it with `{command}`, or point the Space elsewhere (see the README)."
+def locate(ref: str, remote_code: bool) -> tuple[str, str | None]:
+    """(local path or Hub repo id, revision). A local path must exist; a Hub model, whose code runs here, must
+    name the revision (commit, tag or branch) the user trusts."""
+    if not looks_like_hub_id(ref):
+        if not Path(ref).exists():
+            raise FileNotFoundError(
+                f"`{ref}` not found (no such file or folder; a Hub repo is written {HUB_PREFIX}owner/name@revision)"
+            )
+        return ref, None
+    repo, _, revision = ref[len(HUB_PREFIX) :].partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"`{ref}`: a Hub repo is written {HUB_PREFIX}owner/name@revision")
+    if remote_code and not revision:
+        raise ValueError(
+            f"`{ref}` runs the repo's own Python code (trust_remote_code): name the revision you trust, "
+            f"{HUB_PREFIX}{repo}@<commit sha>"
+        )
+    return repo, revision or None
+
+
+def missing(ref: str, what: str, command: str, remote_code: bool = True) -> str | None:
+    """A visitor-readable message when an artifact is absent or asked for badly, else None."""
+    try:
+        locate(ref, remote_code)
+    except FileNotFoundError:
+        return (
+            f"No {what} at `{ref}`. Make it with `{command}`, or point the Space elsewhere (see the README)."
+        )
+    except ValueError as err:
+        return f"Cannot load the {what}: {err}"
+    return None
 
 
 def resolve(ref: str, default: str) -> str:

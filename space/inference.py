@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from config import locate
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
@@ -32,8 +33,9 @@ class ContrastiveModel:
     """The pretrained MusicClipModel: text and audio embeddings, zero-shot through the transformers pipeline."""
 
     def __init__(self, ref: str):
-        self.model = AutoModel.from_pretrained(ref, trust_remote_code=True).eval()
-        self.processor = AutoProcessor.from_pretrained(ref, trust_remote_code=True)
+        name, revision = locate(ref, remote_code=True)  # never a Hub fetch for a mistyped local path
+        self.model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True).eval()
+        self.processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
         self.feature_extractor = self.processor.feature_extractor
         self.tokenizer = self.processor.tokenizer
         # The very object `pipeline("zero-shot-audio-classification", model=ref)` would build, minus a reload.
@@ -77,8 +79,13 @@ class GenreClassifier:
     """The finetuned MusicClipForAudioClassification and its own feature extractor."""
 
     def __init__(self, ref: str):
-        self.model = AutoModelForAudioClassification.from_pretrained(ref, trust_remote_code=True).eval()
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(ref, trust_remote_code=True)
+        name, revision = locate(ref, remote_code=True)
+        self.model = AutoModelForAudioClassification.from_pretrained(
+            name, revision=revision, trust_remote_code=True
+        ).eval()
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
+            name, revision=revision, trust_remote_code=True
+        )
 
     def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
         return prepare_clip(self.feature_extractor, audio, sampling_rate)

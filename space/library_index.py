@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
+from config import locate
 from datasets import (
     Audio,
     Dataset,
@@ -95,8 +99,13 @@ def folder_fingerprint(folder: Path) -> str:
 def load_library(ref: str, cache_dir: str | None = None) -> Dataset:
     """Both configs of a MusicCLIP dataset (folder or Hub id) as one table: captions rows keep their caption,
     genres rows their genre name; audio stays undecoded (bytes) until a result is played."""
-    configs = get_dataset_config_names(ref)
-    loaded = {c: load_dataset(ref, c, cache_dir=cache_dir) for c in ("captions", "genres") if c in configs}
+    name, revision = locate(ref, remote_code=False)  # a missing folder is "not found", never a Hub dataset
+    configs = get_dataset_config_names(name, revision=revision)
+    loaded = {
+        c: load_dataset(name, c, revision=revision, cache_dir=cache_dir)
+        for c in ("captions", "genres")
+        if c in configs
+    }
     if not loaded:
         raise ValueError(f"`{ref}` has neither a `captions` nor a `genres` config.")
     names = next(iter(loaded["genres"].values())).features["genre"].names if "genres" in loaded else []
@@ -182,9 +191,9 @@ class Library:
             set_nprobe(ds.get_index(column).faiss_index, index_factory(len(ds))[1])
         else:
             add_index(ds, column)
-            partial = path.with_suffix(".partial")
-            ds.save_faiss_index(column, partial)
-            os.replace(partial, path)  # a killed start never leaves a half-written index behind
+            with _temp_beside(path) as partial:
+                ds.save_faiss_index(column, partial)
+                os.replace(partial, path)  # a killed start never leaves a half-written index behind
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -225,9 +234,9 @@ class Library:
         name = hashlib.sha1(self.audio_rows[row]["track_id"].encode()).hexdigest()[:16] + suffix
         path = self.audio_dir / name
         if not path.exists():
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(audio["bytes"])
-            os.replace(tmp, path)
+            with _temp_beside(path) as tmp:
+                tmp.write_bytes(audio["bytes"])
+                os.replace(tmp, path)
         return str(path)
 
     def projection(self, method: str = "PCA") -> dict[str, list]:
@@ -258,6 +267,17 @@ class Library:
                 "track_id": sample["track_id"],
             }
         return self._projections[method]
+
+
+@contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    """A temp name next to `path` that no other worker or thread shares: two may build the same file at once,
+    each renames its own complete copy into place (the last wins, both are whole). Removed if left behind."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _cache_base(ref: str, cache_root: str | None) -> Path:

@@ -24,11 +24,13 @@ import pytest
 class Reply:
     """One scripted behaviour. Build them with the constants and helpers below."""
 
-    kind: str  # good | two | four | text | body | malformed | empty | status | hang
+    kind: (
+        str  # good | two | four | text | body | malformed | empty | status | hang | refusal[_only] | filtered
+    )
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
-    seconds: float = 0.0
-    content: str = ""
+    seconds: float = 0.0  # hang: how long; status: a delay before the error is sent
+    content: str = ""  # text / body: the answer; status: the error message; refusal: the refusal text
 
 
 GOOD = Reply("good")  # three sentences (with an abbreviation, a decimal and a quote)
@@ -42,8 +44,31 @@ def rate_limited(retry_after: str = "1") -> Reply:
     return Reply("status", status=429, headers=(("Retry-After", retry_after),))
 
 
-def server_error(status: int = 500) -> Reply:
-    return Reply("status", status=status)
+def server_error(status: int = 500, message: str = "", after_s: float = 0.0) -> Reply:
+    """An HTTP error (`message` in the OpenAI error body), sent `after_s` seconds after the request came."""
+    return Reply("status", status=status, content=message, seconds=after_s)
+
+
+CONTEXT_MESSAGE = (
+    "This model's maximum context length is 4097 tokens. However, your messages resulted in 9000 tokens. "
+    "Please reduce the length of the messages."
+)  # OpenAI's wording; vLLM and llama.cpp servers say much the same
+
+
+def context_too_long(status: int = 400) -> Reply:
+    return server_error(status, CONTEXT_MESSAGE)
+
+
+REFUSAL_TEXT = "I'm sorry. I cannot comment on these lyrics. They are against the usage policy."
+
+
+def refusal(text: str = REFUSAL_TEXT, with_content: bool = True) -> Reply:
+    """A refusal in `message.refusal`; `content` carries the same text (as some compatible servers send it) or
+    is null (OpenAI's structured refusals)."""
+    return Reply("refusal" if with_content else "refusal_only", content=text)
+
+
+CONTENT_FILTERED = Reply("filtered")  # three tidy sentences, but `finish_reason: content_filter`
 
 
 def hang(seconds: float) -> Reply:
@@ -186,7 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             reply = GOOD
         if reply.kind == "status":
-            error = {"error": {"message": f"scripted {reply.status}", "type": "scripted", "code": None}}
+            if reply.seconds and self.owner._closing.wait(reply.seconds):
+                return
+            message = reply.content or f"scripted {reply.status}"
+            error = {"error": {"message": message, "type": "scripted", "code": None}}
             self._send(reply.status, error, reply.headers)
         elif reply.kind == "malformed":
             self._send_bytes(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind')
@@ -194,6 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_bytes(200, reply.content.encode())
         elif reply.kind == "empty":
             self._send(200, _completion(model, None))
+        elif reply.kind in ("refusal", "refusal_only"):
+            content = reply.content if reply.kind == "refusal" else None
+            self._send(200, _completion(model, "", refusal=reply.content, refusal_content=content))
+        elif reply.kind == "filtered":
+            self._send(200, _completion(model, good_answer(prompt), finish_reason="content_filter"))
         else:
             content = {
                 "good": good_answer(prompt),
@@ -219,12 +252,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout): what a real server sees too
 
 
-def _completion(model: str, content: str | None) -> dict[str, Any]:
-    choices = (
-        []
-        if content is None
-        else [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]
-    )
+def _completion(
+    model: str,
+    content: str | None,
+    refusal: str | None = None,
+    refusal_content: str | None = None,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
+    """`content` None: no choices; with `refusal`, the message's content is `refusal_content`."""
+    message = {"role": "assistant", "content": refusal_content if refusal else content, "refusal": refusal}
+    choices = [] if content is None else [{"index": 0, "message": message, "finish_reason": finish_reason}]
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}",
         "object": "chat.completion",

@@ -18,8 +18,8 @@ TRACKS_PER_MOOD = 4
 MAX_SECONDS = "6"  # a real option; keeps decode + mel + FLAC cheap
 
 
-def _build(*args: str) -> dict:
-    assert build_dataset.main(list(args)) == 0
+def _build(*args: str, code: int = 0) -> dict:
+    assert build_dataset.main(list(args)) == code
     out = Path(args[args.index("--output") + 1])
     return json.loads((out / "build_summary.json").read_text())
 
@@ -240,7 +240,7 @@ def test_llm_captions_through_a_real_server_and_rerun_asks_nothing_twice(
             "--max-seconds", "2", "--test-size", "0.5", "--llm-model", "test-model"]  # fmt: skip
     with FakeLLMServer() as server:
         server.script_for("verse number 3", TWO_SENTENCES, TWO_SENTENCES, TWO_SENTENCES, TWO_SENTENCES)
-        first = _build(*args, "--llm-base-url", server.base_url)
+        first = _build(*args, "--llm-base-url", server.base_url, code=build_dataset.EXIT_FAILED_CAPTIONS)
         failed = [
             json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines() if "caption failed" in x
         ]
@@ -279,3 +279,35 @@ def test_music21_small_build_has_every_class_and_captions(tmp_path: Path) -> Non
         list(genres["train"]["group_id"]) + list(genres["test"]["group_id"])
     )
     assert "The music21 corpus source" in (out / "README.md").read_text()
+
+
+def test_failed_captions_fail_the_build_and_block_the_push(
+    tmp_path: Path, immich_tracks: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from llm_server import FakeLLMServer, server_error
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    pushed: list[str] = []
+    monkeypatch.setattr(
+        build_dataset, "push", lambda output, repo: pushed.append(repo)
+    )  # records, uploads nothing
+    rows = [
+        {"path": str(t), "lyrics": f"verse number {i}", "role": "captions"}
+        for i, t in enumerate(immich_tracks[:2])
+    ]
+    rows += [{"path": str(t), "genre": t.parent.name, "role": "genres"} for t in immich_tracks[5:7]]
+    manifest = tmp_path / "tracks.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "ds"
+    args = ["--source", "manifest", "--metadata", str(manifest), "--output", str(out), "--num-proc", "1",
+            "--max-seconds", "2", "--test-size", "0.5", "--llm-model", "test-model", "--push-to-hub", "me/ds"]  # fmt: skip
+    with FakeLLMServer() as server:
+        server.script_for("verse number 1", server_error(422), server_error(422))  # fails on both runs
+        code = build_dataset.main([*args, "--llm-base-url", server.base_url])
+        summary = json.loads((out / "build_summary.json").read_text())
+        assert code != 0, "a build with a failed caption exited 0"
+        assert pushed == [] and "caption(s) failed (HTTP 422: 1)" in capsys.readouterr().err
+        assert summary["captions"]["failed"] == 1 and summary["caption_failures_by_reason"] == {"HTTP 422": 1}
+        # Accepting the gap on purpose: exit 0, and the push goes ahead.
+        assert build_dataset.main([*args, "--llm-base-url", server.base_url, "--allow-failed-captions"]) == 0
+    assert pushed == ["me/ds"]

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 from llm_server import (
+    CONTENT_FILTERED,
     EMPTY_CHOICES,
     FOUR_SENTENCES,
     MALFORMED_JSON,
     TWO_SENTENCES,
     FakeLLMServer,
     body,
+    context_too_long,
     hang,
     rate_limited,
+    refusal,
     server_error,
 )
 
@@ -254,6 +257,60 @@ def test_auth_error_stops_the_run(server: FakeLLMServer, tmp_path: Path) -> None
         caption_many([song(0)], settings(server, tmp_path, concurrency=1))
 
 
+@pytest.mark.parametrize("answer", [refusal(), refusal(with_content=False), CONTENT_FILTERED])
+def test_refusals_and_filtered_answers_are_never_captions(
+    server: FakeLLMServer, tmp_path: Path, answer
+) -> None:
+    items = [song(0), song(1)]
+    server.script_for("number 0,", answer)
+    refused, fine = caption_many(items, settings(server, tmp_path))
+    assert (refused.status, refused.sentences) == ("failed", None), refused.sentences
+    assert refused.error.startswith("refused: ") and fine.status == "new"
+    assert server.counts[prompt_of(items[0])] == 1  # a refusal is an answer: no retry pays for it again
+
+
+def test_context_too_long_is_asked_with_half_the_lyrics_then_a_permanent_failure(
+    server: FakeLLMServer, tmp_path: Path
+) -> None:
+    long = [CaptionInput(f"long-{i}", f"song {i} " + "la " * 500, []) for i in range(2)]
+    server.script_for("song 0 ", context_too_long(400))  # fits once halved
+    server.script_for("song 1 ", context_too_long(413), context_too_long(400))  # never fits
+    fits, never = caption_many(long, settings(server, tmp_path))
+    assert fits.status == "new" and len(fits.sentences) == 3
+    sent = [r["prompt"] for r in server.requests if "song 0 " in r["prompt"]]
+    assert len(sent) == 2 and len(sent[1]) < len(sent[0]) - 700  # the second ask had half the lyrics
+    assert (never.status, never.sentences) == ("failed", None) and never.error.startswith("context too long")
+    assert server.count("song 1 ") == 2
+
+    again = caption_many(long, settings(server, tmp_path))  # the permanent failure is not paid for again
+    assert [r.status for r in again] == ["cached", "failed"] and again[1].error == never.error
+    assert server.count("song 0 ") == 2 and server.count("song 1 ") == 2
+
+
+def test_max_lyrics_chars_cuts_what_is_sent(server: FakeLLMServer, tmp_path: Path) -> None:
+    item = CaptionInput("long", "start " + "la " * 500 + "THE END", [])
+    [result] = caption_many([item], settings(server, tmp_path, max_lyrics_chars=120))
+    [request] = server.requests
+    assert result.status == "new" and "start la" in request["prompt"] and "THE END" not in request["prompt"]
+    assert len(request["prompt"]) < len(THESIS_PROMPT) + 120
+
+
+def test_auth_error_ends_the_retries_of_every_worker(server: FakeLLMServer, tmp_path: Path) -> None:
+    items = [song(i) for i in range(4)]
+    for i in range(3):  # three workers wait out a long Retry-After ...
+        server.script_for(f"number {i},", rate_limited("60"))
+    server.script_for(
+        "number 3,", server_error(401, after_s=0.5)
+    )  # ... when the fourth learns the key is bad
+    start = time.monotonic()
+    with pytest.raises(CaptioningError, match="401"):
+        caption_many(items, settings(server, tmp_path, concurrency=4, timeout_s=2.0))
+    assert (
+        time.monotonic() - start < 2.0 + 2.0 + 2.0
+    )  # request timeout + 2 s, plus slack for a loaded machine
+    assert server.total_requests == 4  # nobody asked again after the stop
+
+
 def test_missing_api_key_is_named(server: FakeLLMServer, tmp_path: Path) -> None:
     with pytest.raises(CaptioningError, match="NO_SUCH_KEY_VAR"):
         caption_many([song(0)], settings(server, tmp_path, api_key_env="NO_SUCH_KEY_VAR"))
@@ -339,6 +396,48 @@ def test_sigkill_midway_then_rerun_asks_only_for_the_rest(tmp_path: Path) -> Non
             else:
                 assert result.status == "new" and 1 <= asked <= 2, item.key
         assert sum(c == 2 for c in counts) <= 2  # only the child's in-flight requests (concurrency 2) repeat
+
+
+STOPPABLE_CHILD = """
+import sys
+from music_clip_data.captioning import CaptionInput, CaptionSettings, caption_many
+items = [CaptionInput(f"track-{i}", f"lyrics of song number {i}, la la la", []) for i in range(4)]
+caption_many(items, CaptionSettings(base_url=sys.argv[1], model="test-model", api_key_env="MUSIC_CLIP_TEST_KEY",
+    concurrency=4, timeout_s=float(sys.argv[3]), cache_dir=sys.argv[2], progress=False))
+"""
+
+
+def test_ctrl_c_stops_within_the_request_timeout_plus_two_seconds(tmp_path: Path) -> None:
+    timeout_s = 2.0
+    with FakeLLMServer() as server:
+        server.script_for("number 0,", hang(60))  # in flight when Ctrl-C comes: ends by the timeout
+        for i in (1, 2, 3):
+            server.script_for(f"number {i},", rate_limited("60"))  # in their retry loops' wait
+        child = subprocess.Popen(
+            [sys.executable, "-c", STOPPABLE_CHILD, server.base_url, str(tmp_path), str(timeout_s)],
+            cwd=REPO,
+            env={**os.environ, "MUSIC_CLIP_TEST_KEY": API_KEY},
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while server.total_requests < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.total_requests == 4, "the child never sent its four requests"
+            time.sleep(0.2)  # the 429s have arrived: three workers are waiting out Retry-After
+            child.send_signal(signal.SIGINT)
+            stopped = time.monotonic()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("Ctrl-C did not stop the captioning run within 30 s")
+            elapsed = time.monotonic() - stopped
+        finally:
+            child.kill()
+            child.wait()
+    assert b"KeyboardInterrupt" in child.stderr.read()
+    assert elapsed < timeout_s + 2.0 + 1.5, elapsed  # 1.5 s slack for a loaded machine
+    assert server.total_requests == 4
 
 
 def test_connection_refused_is_retried_then_recorded(tmp_path: Path) -> None:

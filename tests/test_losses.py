@@ -92,3 +92,84 @@ def test_pairing_errors_are_clear(loss):
         loss(A2, A2, torch.tensor([0, 1, 1]), 1.0)
     with pytest.raises(ValueError, match="point into"):
         loss(A2, A2, torch.tensor([0, 5]), 1.0)
+
+
+# Group-aware negatives: rows 0 and 1 belong to one group (two clips of one track, say); row 2 to another.
+GROUPS = torch.tensor([5, 5, 9])
+GROUP_LOSSES = {
+    "ntxent": NTXentLoss(),
+    "independent": IndependentPairsLoss(),
+    "supcon": SupConLoss(),
+    "triplet": StochasticTripletLoss(margin=5.0),  # a margin above any distance gap: every hinge active
+    "matching": MatchingLoss(nn.Linear(16, 1)),
+}
+
+
+def _random_batch(rows: int, texts_per_row: int, seed: int):
+    torch.manual_seed(seed)
+    audio, text = torch.randn(rows, 8), torch.randn(rows * texts_per_row, 8)
+    return audio, text, torch.arange(rows).repeat_interleave(texts_per_row)
+
+
+def _grad_of_row0(loss, audio, text, idx, groups, seed):
+    audio = audio.clone().requires_grad_(True)
+    value = loss(audio, text, idx, 1.0, audio_group=groups, generator=torch.Generator().manual_seed(seed))
+    value.backward()
+    return audio.grad[0]
+
+
+@pytest.mark.parametrize("objective", list(GROUP_LOSSES))
+def test_rows_of_one_group_are_not_negatives(objective):
+    # Row 0's gradient must not depend on the texts of row 1 (same group): they are neither its positives nor
+    # its negatives. Moving row 1's texts changes row 0's gradient whenever they act as negatives (they did when
+    # only same-row texts were masked), under any of the seeds STL/SMM sample with.
+    loss = GROUP_LOSSES[objective]
+    audio, text, idx = _random_batch(3, 2, seed=0)
+    moved = text.clone()
+    moved[idx == 1] = torch.randn(2, 8)
+    for seed in range(8 if objective in ("triplet", "matching") else 1):
+        before = _grad_of_row0(loss, audio, text, idx, GROUPS, seed)
+        after = _grad_of_row0(loss, audio, moved, idx, GROUPS, seed)
+        assert before.abs().sum() > 0
+        torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("objective", list(GROUP_LOSSES))
+def test_distinct_groups_are_todays_row_masking(objective):
+    # One group per row (or no groups) is the old behaviour bit for bit, with the same draws.
+    loss = GROUP_LOSSES[objective]
+    audio, text, idx = _random_batch(4, 3, seed=1)
+    none = loss(audio, text, idx, 2.0, generator=torch.Generator().manual_seed(3))
+    distinct = loss(audio, text, idx, 2.0, torch.tensor([7, 1, 3, 2]), torch.Generator().manual_seed(3))
+    assert torch.equal(none, distinct)
+    grouped = loss(audio, text, idx, 2.0, torch.tensor([7, 7, 3, 2]), torch.Generator().manual_seed(3))
+    assert not torch.equal(none, grouped)
+
+
+def test_ntxent_groups_by_hand():
+    # Pairs (a0,t0), (a1,t1), (a2,t2); a0/a1 one group. a=t=e0, e1, e0+e1 normalised; logit scale 1.
+    r = 1 / math.sqrt(2)
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [r, r]])
+    idx = torch.arange(3)
+    # audio→text: row 0 sees t0 (1) and t2 (r), t1 masked; row 1 likewise t1 (1), t2 (r);
+    # row 2 sees every text: t2 (1) vs t0 (r), t1 (r). Both directions alike (the logits are symmetric).
+    row01 = -math.log(E / (E + math.exp(r)))
+    row2 = -math.log(E / (E + 2 * math.exp(r)))
+    expected = (2 * row01 + row2) / 3
+    got = NTXentLoss()(vectors, vectors, idx, 1.0, audio_group=torch.tensor([0, 0, 1]))
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["triplet", "matching"])
+def test_a_batch_of_one_group_has_no_negatives(objective):
+    with pytest.raises(ValueError, match="one of another group"):
+        GROUP_LOSSES[objective](
+            torch.randn(3, 8), torch.randn(3, 8), torch.arange(3), 1.0, torch.zeros(3).long()
+        )
+
+
+def test_group_ids_must_fit_the_rows():
+    with pytest.raises(ValueError, match="one integer group id per audio row"):
+        NTXentLoss()(A2, A2, IDX2, 1.0, audio_group=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="one integer group id per audio row"):
+        NTXentLoss()(A2, A2, IDX2, 1.0, audio_group=torch.tensor([0.0, 1.0]))

@@ -1,8 +1,10 @@
 """The main job end to end at a tiny size (CI smoke): every stage's command, the report, and the Space answering."""
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,19 +16,25 @@ from gradio_client import Client, handle_file
 from test_space import free_port, wait_for
 
 
-def main_job(root: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def smoke_command(root: Path) -> tuple[list[str], dict[str, str]]:
+    """The main job's smoke profile in `root` (no Space), and its environment."""
+    command = [
+        sys.executable,
+        str(REPO / "main_job.py"),
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        "--no-serve",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf")}
+    return command, env
+
+
+def main_job(root: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command, env = smoke_command(root)
     return subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main_job.py"),
-            "--profile",
-            "smoke",
-            "--root",
-            str(root),
-            "--no-serve",
-            *extra,
-        ],
+        [*command, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -110,3 +118,49 @@ def test_the_space_serves_what_the_job_made(smoke, immich_tracks):
         assert len(label["confidences"]) == 7
     finally:
         proc.kill()
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Pids (not zombies) whose process group is `pgid`, leader excluded."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, ...
+            pid = int(stat.parent.name)
+            if int(fields[2]) == pgid and fields[0] != "Z" and pid != pgid:
+                found.append(pid)
+    return found
+
+
+def _smoke_job(root: Path, **popen) -> subprocess.Popen:
+    command, env = smoke_command(root)
+    # Its own process group: stages left behind by a kill -9 can be found and ended.
+    return subprocess.Popen(command, env=env, text=True, start_new_session=True, **popen)
+
+
+def test_a_stage_orphaned_by_kill_9_keeps_the_folder_locked(tmp_path):
+    """`kill -9` of the main job leaves its running stage behind: a second job must wait for that stage."""
+    first = _smoke_job(tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while not _live_group_members(first.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _live_group_members(first.pid), "stage 1 never started"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        second = _smoke_job(tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            err = ""
+        assert _live_group_members(first.pid), "the orphaned stage ended before the check: it proved nothing"
+        assert second.returncode is not None and second.returncode != 0, (
+            "a second main job started beside the orphaned stage of the first"
+        )
+        assert "another main job is running" in err and "stage '1/5" in err, err
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)

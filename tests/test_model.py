@@ -135,3 +135,34 @@ def test_classifier_loads_audio_side_and_freezes(tmp_path, toy_batch):
     assert clf.audio_encoder.training
     with pytest.raises(ValueError, match="labels"):
         clf(toy_batch["input_features"], toy_batch["window_mask"], labels=torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_forward_hands_groups_and_generator_to_the_loss(objective, toy_batch):
+    from losses_music_clip import build_loss
+
+    torch.manual_seed(0)
+    model = MusicClipModel(tiny_config(objective=objective)).eval()
+    groups = torch.tensor([0, 0, 1, 2])  # tracks 0 and 1: one piece
+
+    def loss(**kwargs) -> torch.Tensor:
+        torch.manual_seed(3)  # the same global draws too, should a generator be ignored
+        with torch.no_grad():
+            return model(
+                **toy_batch, return_loss=True, generator=torch.Generator().manual_seed(0), **kwargs
+            ).loss
+
+    grouped = loss(audio_group=groups)
+    assert grouped != loss(), "the forward ignored audio_group"
+    with torch.no_grad():
+        audio_z = model.get_audio_features(toy_batch["input_features"], toy_batch["window_mask"])
+        text_z = model.get_text_features(toy_batch["input_ids"], toy_batch["attention_mask"])
+        expected = build_loss(model.config, model.matching_head)(
+            audio_z,
+            text_z,
+            toy_batch["text_audio_index"],
+            model.logit_scale_value,
+            groups,
+            torch.Generator().manual_seed(0),
+        )
+    torch.testing.assert_close(grouped, expected)
