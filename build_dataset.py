@@ -16,20 +16,34 @@ import argparse
 import json
 import multiprocessing
 import os
-import shlex
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import as_completed
 from dataclasses import asdict
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
-from music_clip_data.card import render_card
-from music_clip_data.decode import DecodeSettings, decode_status, load_cached, single_thread_worker
+from music_clip_data.card import redacted_command, render_card
+from music_clip_data.decode import (
+    DECODE_TIME_LIMIT_S,
+    DecodeSettings,
+    decode_status,
+    failed_status,
+    forget_failure,
+    load_cached,
+    record_failure,
+    recorded_failure,
+    remove_stale_temps,
+    single_thread_worker,
+)
+from music_clip_data.files import LOCK_NAME, atomic_write_text, folder_lock, unique_token
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.prompts import PROMPTS
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
@@ -38,6 +52,7 @@ from music_clip_data.writer import (
     captions_features,
     dataset_info_yaml,
     genres_features,
+    remove_stale_files,
     split_roles,
     test_mask,
     write_split,
@@ -90,9 +105,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=DecodeSettings.max_seconds)
     p.add_argument("--silence-dbfs", type=float, default=DecodeSettings.silence_dbfs)
     p.add_argument(
+        "--decode-time-limit",
+        type=float,
+        default=DECODE_TIME_LIMIT_S,
+        help="seconds one file's decode may take in a worker (--num-proc 2+); past it the file is skipped",
+    )
+    p.add_argument(
+        "--retry-skipped",
+        action="store_true",
+        help="decode again the files whose decode crashed its worker or ran out of time on an earlier run",
+    )
+    p.add_argument(
         "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
     )
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card (secrets redacted there)
     if args.source is None:  # `--audio-dir x --metadata y` alone means the user's own music, as in the issue
         args.source = "manifest" if args.metadata else "folder" if args.audio_dir else DEFAULT_SOURCE
     if args.prompt not in ("thesis", "lyrics-comment"):
@@ -116,36 +143,87 @@ def load_feature_extractor(path: str | None) -> Any:
 
 
 def decode_all(
-    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, num_proc: int
+    tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, args: argparse.Namespace
 ) -> list[dict]:
     """Decode + log-mel every track (cached per file hash); one small status dict per track, in order.
+
+    With `--num-proc` 2 or more each file is decoded in a worker process under `--decode-time-limit`. A file
+    whose decode kills its worker (a native crash, the OOM killer) or runs past the limit is skipped with that
+    reason, the build goes on (Pebble replaces the worker), and the failure is recorded so that later runs skip
+    it without paying again, unless `--retry-skipped`. `--num-proc 1` decodes in this process: no time limit.
 
     Workers come from a fork server, never from a fork of this process: a fork after torch has used its OpenMP
     pool deadlocks in the child (libgomp), which happens whenever the builder runs in a process that computed
     anything with torch (tests, notebooks, the benchmark).
     """
-    jobs = [(str(t.audio_path), fe, settings, str(cache_dir)) for t in tracks]
-    num_proc = max(1, min(num_proc, len(tracks)))
-    bar = tqdm(total=len(jobs), desc=f"decode + log-mel ({num_proc} proc)", unit="clip")
+    if cache_dir.is_dir():
+        remove_stale_temps(cache_dir)
+    results: list[dict | None] = [None] * len(tracks)
+    todo: list[int] = []
+    for i, track in enumerate(tracks):
+        path = str(track.audio_path)
+        known = None if args.retry_skipped else recorded_failure(cache_dir, path, settings)
+        if known is not None:
+            results[i] = failed_status(f"{known} (on an earlier run; --retry-skipped tries it again)")
+        else:
+            forget_failure(cache_dir, path, settings)
+            todo.append(i)
+    jobs = {i: (str(tracks[i].audio_path), fe, settings, str(cache_dir)) for i in todo}
+    num_proc = max(1, min(args.num_proc, len(todo)))
+    bar = tqdm(total=len(tracks), initial=len(tracks) - len(todo), desc=f"decode + log-mel ({num_proc} proc)")
     if num_proc == 1:
-        results = []
-        for job in jobs:
-            results.append(decode_status(*job))
-            bar.update()
+        done: Iterator[tuple[int, dict | str]] = ((i, decode_status(*job)) for i, job in jobs.items())
     else:
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
-        # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
-        preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
-        context.set_forkserver_preload([*preload, type(fe).__module__])
-        chunksize = max(1, min(8, len(jobs) // (4 * num_proc)))
-        with ProcessPoolExecutor(num_proc, mp_context=context, initializer=single_thread_worker) as pool:
-            results = []
-            for status in pool.map(decode_status, *zip(*jobs, strict=True), chunksize=chunksize):
-                results.append(status)
-                bar.update()
+        done = _decode_in_workers(jobs, num_proc, args.decode_time_limit or None)
+    for i, status in done:
+        if isinstance(status, str):  # the worker gave up: remembered, so a re-run does not pay again
+            record_failure(cache_dir, jobs[i][0], settings, status)
+            status = failed_status(status)
+        results[i] = status
+        bar.update()
     bar.close()
-    return results
+    return results  # type: ignore[return-value]
+
+
+def _decode_in_workers(
+    jobs: dict[int, tuple], num_proc: int, time_limit: float | None
+) -> Iterator[tuple[int, dict | str]]:
+    """(index, status) as files finish; a string instead of a status is why the worker gave up on the file."""
+    from pebble import ProcessExpired, ProcessPool
+
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
+    # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
+    preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
+    fe = next(iter(jobs.values()))[1]
+    context.set_forkserver_preload([*preload, type(fe).__module__])
+    pool = ProcessPool(num_proc, context=context, initializer=single_thread_worker)
+    try:
+        futures = {pool.schedule(decode_status, job, timeout=time_limit): i for i, job in jobs.items()}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except TimeoutError:
+                yield futures[future], f"decode time limit: still running after {time_limit:g} s"
+            except ProcessExpired as err:
+                why = _exit_reason(err.exitcode)
+                yield futures[future], f"decode worker died: {why} (a native crash or out of memory)"
+    except BaseException:
+        pool.stop()  # Ctrl-C or an error: drop the queued files (closing would decode them all first)
+        raise
+    else:
+        pool.close()  # every file is done: close, then join the idle workers
+    finally:
+        pool.join()
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
 
 
 def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
@@ -218,7 +296,15 @@ def collect(run: SourceRun, skipped: list[dict]) -> list[Track]:
 
 
 def build(args: argparse.Namespace) -> dict:
-    """Run the whole build; returns the summary also written to build_summary.json."""
+    """Run the whole build under the output folder's lock; returns the summary also written to build_summary.json.
+
+    A second builder on the same folder is refused (`FolderLocked`, naming the holder): two would otherwise
+    write and clean up the same shards and cache."""
+    with folder_lock(args.output):
+        return _build_locked(args)
+
+
+def _build_locked(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     timings: dict[str, float] = {}
     output: Path = args.output
@@ -237,7 +323,7 @@ def build(args: argparse.Namespace) -> dict:
     timings["collect"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    statuses = decode_all(tracks, fe, settings, cache / "mels", args.num_proc) if tracks else []
+    statuses = decode_all(tracks, fe, settings, cache / "mels", args) if tracks else []
     timings["decode"] = time.perf_counter() - t0
     kept: list[tuple[Track, dict]] = []
     seen_hash: dict[str, str] = {}
@@ -330,6 +416,7 @@ def build(args: argparse.Namespace) -> dict:
     n_mels = int(fe.feature_size)
     total_rows = len(caption_rows) + len(genre_set)
     shards: dict[str, dict[str, list[Path]]] = {"captions": {}, "genres": {}}
+    build_id = unique_token()  # new shard names: the previous build's shards stay readable until the card
     features = {"captions": captions_features(n_mels), "genres": genres_features(n_mels, genre_names)}
     with tqdm(total=total_rows, desc="write parquet", unit="clip") as bar:
         shards["captions"]["train"] = write_split(
@@ -338,6 +425,7 @@ def build(args: argparse.Namespace) -> dict:
             features["captions"],
             output / "captions",
             "train",
+            build_id,
             progress=bar.update,
         )  # fmt: skip
         for split, wanted in (("train", False), ("test", True)):
@@ -347,6 +435,7 @@ def build(args: argparse.Namespace) -> dict:
                 features["genres"],
                 output / "genres",
                 split,
+                build_id,
                 progress=bar.update,
             )
     fe.save_pretrained(str(output / "feature_extractor"))
@@ -388,8 +477,15 @@ def build(args: argparse.Namespace) -> dict:
     info["dataset_info"] = [
         dataset_info_yaml(name, features[name], shards[name]) for name in ("captions", "genres")
     ]
-    card = render_card(info)
-    card.save(str(output / "README.md"))
+    info["shard_files"] = {
+        name: {split: [p.relative_to(output).as_posix() for p in paths] for split, paths in splits.items()}
+        for name, splits in shards.items()
+    }
+    # The commit point: the card names this build's exact shards; only then do the old ones go.
+    atomic_write_text(output / "README.md", str(render_card(info)))
+    remove_stale_files(
+        [output / name for name in shards], [p for s in shards.values() for p in chain(*s.values())]
+    )
     if args.push_to_hub and not refused_for_failed_captions(summary, args):
         push(output, args.push_to_hub)
     return summary
@@ -431,7 +527,7 @@ def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: A
         "caption_prompt_name": prompt_name,
         "caption_model": args.llm_model if args.llm_base_url else None,
         "caption_temperature": getattr(caption_settings, "temperature", None),
-        "command": "build_dataset.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "build_dataset.py",
+        "command": redacted_command("build_dataset.py", args.argv),
         "split_rule": (
             f"groups without a role from the source: {args.captions_fraction:.0%} of each class' groups → "
             f"captions (sklearn GroupShuffleSplit, seed {args.seed}), unlabelled → captions; genres test split: "
@@ -451,12 +547,27 @@ def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: A
 
 
 def write_reports(output: Path, skipped: list[dict], summary: dict) -> None:
-    with open(output / "skipped.jsonl", "w", encoding="utf-8") as handle:
-        for entry in skipped:
-            handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-    (output / "build_summary.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+    lines = [json.dumps(entry, ensure_ascii=False, default=str) + "\n" for entry in skipped]
+    atomic_write_text(output / "skipped.jsonl", "".join(lines))
+    atomic_write_text(output / "build_summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def published_files(output: Path) -> list[str]:
+    """What `--push-to-hub` uploads: the card, the shards its `configs:` name and the feature extractor. Not the
+    local reports (`skipped.jsonl` and `build_summary.json` name local paths), the cache, the lock or temp files."""
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(output / "README.md").data.to_dict().get("configs", [])
+    patterns = [path for c in configs for files in c["data_files"] for path in _as_list(files["path"])]
+    shards = sorted({p.relative_to(output).as_posix() for pattern in patterns for p in output.glob(pattern)})
+    extractor = sorted(  # its config and the code module its `auto_map` names
+        p.relative_to(output).as_posix() for p in (output / "feature_extractor").rglob("*") if p.is_file()
     )
+    return ["README.md", *shards, *extractor]
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def push(output: Path, repo_id: str) -> None:
@@ -471,7 +582,9 @@ def push(output: Path, repo_id: str) -> None:
         folder_path=str(output),
         repo_id=repo_id,
         repo_type="dataset",
-        ignore_patterns=[f"{CACHE_DIR_NAME}/**"],
+        allow_patterns=published_files(output),  # our own names: no glob characters in them
+        # Remote files not uploaded now: the previous push's shards, and what older builders published by mistake.
+        delete_patterns=["captions/*.parquet", "genres/*.parquet", "skipped.jsonl", "*.tmp", LOCK_NAME],
     )
 
 

@@ -5,19 +5,68 @@ user needs (sources and licences, prompt and model, counts per genre and split, 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from music_clip_data import genres as genre_rules
 from music_clip_data.decode import __doc__ as DECODE_RULES  # noqa: N812 - the rules, stated once
 
+SECRET_OPTION = re.compile(r"key|token|secret|passw", re.IGNORECASE)
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+HIDDEN = "***"
+
+
+def redact_url(value: str) -> str:
+    """A URL without its secrets: user:password@ and every query value (API keys ride there) become ***."""
+    parts = urlsplit(value)
+    if not parts.scheme or not parts.netloc:
+        return value
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{HIDDEN}@{host}" if "@" in parts.netloc else host
+    query = urlencode([(k, HIDDEN) for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_value(option: str, value: str) -> str:
+    if SECRET_OPTION.search(option) and not (option.endswith("-env") and ENV_NAME.fullmatch(value)):
+        return HIDDEN  # `--llm-api-key-env NAME` names a variable: kept; anything else key-like is hidden
+    return redact_url(value)
+
+
+def redacted_command(program: str, argv: list[str]) -> str:
+    """The command line for the card, with secrets hidden: any `--*key*`/`--*token*`/`--*secret*` value and
+    the userinfo and query values of any URL (e.g. `--llm-base-url`)."""
+    out: list[str] = []
+    option = ""
+    for arg in argv:
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+            out.append(f"{name}={_redact_value(name, value)}")
+            option = ""
+        elif arg.startswith("-"):
+            out.append(arg)
+            option = arg
+        else:
+            out.append(_redact_value(option, arg))
+    return " ".join([program, *(shlex.quote(a) for a in out)])
+
+
+def _data_files(info: dict[str, Any], name: str, split: str) -> str | list[str]:
+    """The exact shard files of this build when the builder lists them (the card is the commit point: a
+    killed rebuild's new shards are not read under the old card), else every shard of the split."""
+    files = info.get("shard_files", {}).get(name, {}).get(split)
+    return list(files) if files else f"{name}/{split}-*.parquet"
+
 
 def yaml_header(info: dict[str, Any]) -> str:
     configs = [
         {
             "config_name": name,
-            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in splits],
+            "data_files": [{"split": split, "path": _data_files(info, name, split)} for split in splits],
         }
         for name, splits in info["splits"].items()
         if splits
@@ -75,7 +124,8 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         "## Counts\n",
         f"Tracks in: {summary['tracks_in']}; kept: {summary['kept']} "
         f"(captions {summary['captions_rows']}, genres {summary['genres_rows']}); "
-        f"skipped: {summary['skipped']} (each with its reason in `skipped.jsonl`).\n",
+        f"skipped: {summary['skipped']} (each with its reason in the build folder's `skipped.jsonl`, which stays "
+        "local: it names local paths).\n",
         _table(genre_rows, ["genre", "train", "test"]) + "\n",
         "Captions in this build: "
         + ", ".join(f"{k} {v}" for k, v in captions.items())

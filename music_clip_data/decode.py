@@ -14,12 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import secrets
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from music_clip_data.files import atomic_write_text
+
+# A decode of one file (already capped at `max_seconds`) running longer than this is stopped and skipped.
+# Decoding 600 s of audio takes seconds; the margin covers a loaded machine.
+DECODE_TIME_LIMIT_S = 300.0
 
 
 class SkipClip(Exception):
@@ -117,31 +126,13 @@ def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Pat
     file_hash = file_sha256(path) if path.is_file() else ""
     cached = cache_dir / f"{cache_key(file_hash, fe, settings)}.npz" if cache_dir and file_hash else None
     if cached is not None and cached.is_file():
-        try:
-            with np.load(cached, allow_pickle=False) as data:
-                return {
-                    "mel": data["mel"],
-                    "flac": data["flac"].tobytes(),
-                    "duration_s": float(data["duration_s"]),
-                    "decode_info": json.loads(str(data["decode_info"])),
-                    "file_hash": file_hash,
-                    "from_cache": True,
-                    "cache_file": str(cached),
-                }
-        except (OSError, ValueError, KeyError):
-            cached.unlink(missing_ok=True)  # a file cut by a crash: compute again
+        entry = _read_cache_entry(cached)
+        if entry is not None:
+            return {**entry, "file_hash": file_hash, "from_cache": True, "cache_file": str(cached)}
+        cached.unlink(missing_ok=True)  # cut, emptied or garbled (disk full, a copy, a crash): compute again
     result = process_file(path, fe, settings)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{id(result)}.npz")
-        np.savez(
-            tmp,
-            mel=result["mel"],
-            flac=np.frombuffer(result["flac"], dtype=np.uint8),
-            duration_s=result["duration_s"],
-            decode_info=json.dumps(result["decode_info"]),
-        )
-        tmp.replace(cached)  # atomic: a killed build never leaves a half-written cache entry
+        _write_cache_entry(cached, result)
     return {
         **result,
         "file_hash": file_hash,
@@ -150,22 +141,85 @@ def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Pat
     }
 
 
+def _read_cache_entry(cached: Path) -> dict | None:
+    """The stored result, or None for any entry that is not a complete, valid one.
+
+    Anything unreadable counts (a 0-byte file raises `EOFError`, a cut one `BadZipFile`, a garbled one
+    `ValueError`...): the entry is only a cache, so it is recomputed, never trusted and never a reason to skip.
+    """
+    try:
+        with np.load(cached, allow_pickle=False) as data:
+            entry = {
+                "mel": data["mel"],
+                "flac": data["flac"].tobytes(),
+                "duration_s": float(data["duration_s"]),
+                "decode_info": json.loads(str(data["decode_info"])),
+            }
+    except Exception:  # noqa: BLE001 - see the docstring: every failure means "compute again"
+        return None
+    mel = entry["mel"]
+    if mel.ndim != 2 or mel.shape[0] == 0 or mel.dtype != np.float32 or not entry["flac"]:
+        return None
+    return entry
+
+
+def _write_cache_entry(cached: Path, result: dict) -> None:
+    """Atomic (unique temp + fsync + rename): a killed build never leaves a half-written entry, and two
+    processes writing the same entry never share a temp file."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                mel=result["mel"],
+                flac=np.frombuffer(result["flac"], dtype=np.uint8),
+                duration_s=result["duration_s"],
+                decode_info=json.dumps(result["decode_info"]),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(cached)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
+    """Delete cache temp files left by killed builds. Only old ones: another builder sharing `--cache-dir`
+    may be writing a fresh one (a write takes milliseconds, so an hour-old temp file is abandoned). Both our
+    names (`.KEY.PID.HEX.tmp.npz`) and older builders' (`KEY.tmpN.npz`)."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in cache_dir.glob("*.tmp*.npz"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer renamed it, or another builder removed it
+            pass
+    return removed
+
+
 def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:
     """The mel and FLAC bytes `process_cached` stored."""
     with np.load(cache_file, allow_pickle=False) as data:
         return data["mel"], data["flac"].tobytes()
 
 
+def failed_status(reason: str) -> dict:
+    """The status of a file that gives no row, with the reason for skipped.jsonl."""
+    status = {"ok": False, "reason": reason, "cache_file": "", "file_hash": "", "mel_length": 0}
+    return {**status, "duration_s": 0.0, "from_cache": False, "decode_info": "{}"}
+
+
 def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) -> dict:
     """`process_cached` as a small, picklable status (the mel stays in the cache): never raises for one file."""
-    status = {"ok": False, "reason": "", "cache_file": "", "file_hash": "", "mel_length": 0}
-    status.update({"duration_s": 0.0, "from_cache": False, "decode_info": "{}"})
     try:
         result = process_cached(Path(path), fe, settings, Path(cache_dir))
     except SkipClip as err:
-        return {**status, "reason": str(err)}
+        return failed_status(str(err))
     except Exception as err:  # never crash the build on one file: report it
-        return {**status, "reason": f"unexpected error: {type(err).__name__}: {err}"[:300]}
+        return failed_status(f"unexpected error: {type(err).__name__}: {err}"[:300])
     return {
         "ok": True,
         "reason": "",
@@ -176,6 +230,40 @@ def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) 
         "from_cache": bool(result["from_cache"]),
         "decode_info": json.dumps(result["decode_info"]),
     }
+
+
+def _failure_record(cache_dir: Path, path: str, settings: DecodeSettings) -> Path:
+    """Where a decode that killed its worker or ran past the time limit is remembered.
+
+    Keyed by path, size, mtime and the clip rules, not by content hash: the worker that would have hashed the
+    file died. A changed file is therefore tried again."""
+    try:
+        stat = os.stat(path)
+        identity = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        identity = [path]
+    key = hashlib.sha256(json.dumps([identity, asdict(settings)]).encode()).hexdigest()[:32]
+    return cache_dir / "failed" / f"{key}.json"
+
+
+def recorded_failure(cache_dir: Path, path: str, settings: DecodeSettings) -> str | None:
+    """The reason an earlier run gave up on this file (crash or time limit), if it did."""
+    try:
+        return str(
+            json.loads(_failure_record(cache_dir, path, settings).read_text(encoding="utf-8"))["reason"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none, or unreadable: a record is only a shortcut, so the file is tried
+
+
+def record_failure(cache_dir: Path, path: str, settings: DecodeSettings, reason: str) -> None:
+    record = _failure_record(cache_dir, path, settings)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"path": path, "reason": reason}))
+
+
+def forget_failure(cache_dir: Path, path: str, settings: DecodeSettings) -> None:
+    _failure_record(cache_dir, path, settings).unlink(missing_ok=True)
 
 
 def single_thread_worker() -> None:

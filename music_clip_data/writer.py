@@ -10,6 +10,7 @@ Splits never cut a group (`group_id`: a piece, a work, a tune family):
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -137,22 +138,25 @@ def write_split(
     features: Features,
     folder: Path,
     split: str,
+    build_id: str,
     rows_per_shard: int = ROWS_PER_SHARD,
     max_shard_bytes: int = MAX_SHARD_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """Rows → `folder/{split}-0000i-of-0000N.parquet`, a shard at most `rows_per_shard` rows or about
+    """Rows → `folder/{split}-{build_id}-0000i-of-0000N.parquet`, a shard at most `rows_per_shard` rows or about
     `max_shard_bytes` of audio and mels. An empty split writes no shard (`datasets` cannot load an empty split),
-    and the card leaves it out of `configs:`."""
+    and the card leaves it out of `configs:`.
+
+    Nothing of an earlier build is touched: the names are new (`build_id`), the card lists the exact files, so
+    writing the card commits this build and `remove_stale_files` deletes the old shards after it. A build killed
+    before that leaves the old card with all of its shards."""
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{split}-*.parquet"):
-        old.unlink()
     parts: list[Path] = []
     buffer: list[dict] = []
     size = 0
 
     def flush() -> None:
-        part = folder / f".{split}-part{len(parts):05d}.parquet.tmp"
+        part = folder / f".{split}-{build_id}-part{len(parts):05d}.parquet.tmp"
         data = {name: [row[name] for row in buffer] for name in features}
         # Small row groups: audio rows are large, and readers (streaming, the Hub viewer) load a group at once.
         Dataset.from_dict(data, features=features).to_parquet(str(part), batch_size=ROWS_PER_ROW_GROUP)
@@ -169,10 +173,30 @@ def write_split(
             size = 0
     if buffer:
         flush()
-    final = [folder / f"{split}-{i:05d}-of-{len(parts):05d}.parquet" for i in range(len(parts))]
+    final = [folder / f"{split}-{build_id}-{i:05d}-of-{len(parts):05d}.parquet" for i in range(len(parts))]
     for part, path in zip(parts, final, strict=True):
+        _fsync_file(part)  # the card will name these files: their bytes must be on disk before it is
         part.replace(path)
     return final
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def remove_stale_files(folders: Iterable[Path], keep: Iterable[Path]) -> list[Path]:
+    """After the card is written: delete the shards it does not list and any temp part of a killed build.
+
+    Only under the builder's folder lock, so no other builder's temp parts are in these folders."""
+    wanted = {Path(p).resolve() for p in keep}
+    removed = []
+    for folder in folders:
+        stale = [p for p in folder.glob("*.parquet") if p.resolve() not in wanted]
+        for path in stale + list(folder.glob(".*.tmp")):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def dataset_info_yaml(config_name: str, features: Features, shards: dict[str, list[Path]]) -> dict:

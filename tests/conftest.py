@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,14 @@ def immich_tracks() -> list[Path]:
     tracks = sorted((Path(immich_memories_music.__file__).parent / "tracks").rglob("*.opus"))
     assert len(tracks) == 28
     return tracks
+
+
+def copy_mood_folders(root: Path, tracks: list[Path], moods: tuple[str, ...], per_mood: int) -> None:
+    """Folder-per-genre under `root`: the first `per_mood` immich tracks of each mood."""
+    for mood in moods:
+        (root / mood).mkdir()
+        for track in [t for t in tracks if t.parent.name == mood][:per_mood]:
+            shutil.copy(track, root / mood / track.name)
 
 
 def tiny_config(**overrides):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import copy_mood_folders
 from datasets import load_dataset
 
 import build_dataset
@@ -33,10 +34,7 @@ def _skipped(folder: Path) -> dict[str, str]:
 def music_dir(tmp_path_factory: pytest.TempPathFactory, immich_tracks: list[Path]) -> Path:
     """Folder-per-genre of real tracks, plus every kind of bad file a user's folder may hold."""
     root = tmp_path_factory.mktemp("music")
-    for mood in MOODS:
-        (root / mood).mkdir()
-        for track in [t for t in immich_tracks if t.parent.name == mood][:TRACKS_PER_MOOD]:
-            shutil.copy(track, root / mood / track.name)
+    copy_mood_folders(root, immich_tracks, MOODS, TRACKS_PER_MOOD)
     calm = root / "calm"
     real = sorted(calm.glob("*.opus"))[0]
     (calm / "corrupt.ogg").write_bytes(b"OggS" + bytes(range(256)) * 40)

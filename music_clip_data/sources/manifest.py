@@ -51,7 +51,8 @@ def parse_tags(value: Any) -> list[str]:
 
 
 def _rows(path: Path, skipped: list[dict]) -> Iterator[tuple[int, dict[str, Any]]]:
-    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    # Excel's "CSV UTF-8" starts with a byte-order mark, which would glue itself to the first column's name.
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -68,11 +69,17 @@ def _rows(path: Path, skipped: list[dict]) -> Iterator[tuple[int, dict[str, Any]
                 continue
             yield line_no, row
         return
+    # A field cannot be longer than the file, which is already in memory: lift csv's 131,072-character cap
+    # (long lyrics) up to that, never lower.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or "path" not in [f.strip() for f in reader.fieldnames]:
-        raise ValueError(f"manifest {path} has no `path` column (columns: {reader.fieldnames})")
-    for row in reader:
-        yield reader.line_num, {(k or "").strip(): v for k, v in row.items()}
+    try:
+        if reader.fieldnames is None or "path" not in [f.strip() for f in reader.fieldnames]:
+            raise ValueError(f"manifest {path} has no `path` column (columns: {reader.fieldnames})")
+        for row in reader:
+            yield reader.line_num, {(k or "").strip(): v for k, v in row.items()}
+    except csv.Error as err:  # e.g. a NUL byte: the rest of the file cannot be trusted
+        raise ValueError(f"manifest {path} line {reader.line_num}: not readable as CSV: {err}") from None
 
 
 def _tracks(options: SourceOptions, run: SourceRun) -> Iterator[Track]:
