@@ -27,10 +27,12 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
 from music_clip_data.card import redacted_command, render_card
+from music_clip_data.clips import ClipSettings, clip_id, clip_spans, cut_clips
 from music_clip_data.decode import (
     DECODE_TIME_LIMIT_S,
     DecodeSettings,
@@ -116,6 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="decode again the files whose decode crashed its worker or ran out of time on an earlier run",
     )
     p.add_argument(
+        "--clip-seconds",
+        type=float,
+        help="cut each track into clips of this many seconds (rows keep the track's group); default: one row "
+        "per track",
+    )
+    p.add_argument("--hop-seconds", type=float, help="start a clip every H seconds (default: --clip-seconds)")
+    p.add_argument("--max-clips-per-track", type=int, help="at most M clips per track, spread evenly")
+    p.add_argument(
         "--push-to-hub", metavar="REPO", help="upload the folder as a dataset repo (token: HF_TOKEN)"
     )
     args = p.parse_args(argv)
@@ -131,6 +141,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max-lyrics-chars must be a positive number of characters")
     if args.test_size >= 1 and not float(args.test_size).is_integer():
         p.error("--test-size must be a fraction below 1 or a whole number of clips")
+    args.clips = None
+    if args.clip_seconds is not None:
+        if args.source == "music21":
+            p.error(
+                "--clip-seconds is for whole tracks (folder, manifest, immich); music21 renders its own clips"
+            )
+        try:
+            args.clips = ClipSettings(args.clip_seconds, args.hop_seconds, args.max_clips_per_track)
+        except ValueError as err:
+            p.error(str(err))
+    elif args.hop_seconds is not None or args.max_clips_per_track is not None:
+        p.error("--hop-seconds and --max-clips-per-track need --clip-seconds")
     return args
 
 
@@ -249,27 +271,43 @@ def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: arg
     return caption_many(inputs, settings), settings
 
 
-def _base_row(track: Track, status: dict) -> dict:
+def _base_row(track: Track, status: dict, fe: Any = None, spans: list[tuple[float, float]] | None = None):
+    """The row(s) of one kept track: the whole track, or one row per clip span (same group, own id)."""
     mel, flac = load_cached(status["cache_file"])
     metadata = {
         **track.metadata,
         "decode": json.loads(status["decode_info"]),
         "file_sha256": status["file_hash"],
     }
-    return {
-        "track_id": track.track_id,
-        "group_id": track.group_id,
-        "source": track.source,
-        "audio": {"bytes": flac, "path": f"{track.track_id.replace('/', '__').replace(':', '_')}.flac"},
-        "mel": mel,
-        "mel_length": int(mel.shape[0]),
-        "duration_s": status["duration_s"],
-        "title": track.title,
-        "artist": track.artist,
-        "tags": list(track.tags),
-        "lyrics": track.lyrics,
-        "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
-    }
+    pieces = [(track.track_id, mel, flac, status["duration_s"], None)]
+    if spans is not None:
+        pieces = [
+            (clip_id(track.track_id, i), clip_mel, clip_flac, round(end - start, 3), (i, start, end))
+            for i, ((start, end), (clip_mel, clip_flac)) in enumerate(zip(spans, cut_clips(flac, spans, fe)))
+        ]
+    for row_id, row_mel, row_flac, seconds, clip in pieces:
+        if clip is not None:
+            metadata["clip"] = {"track_id": track.track_id, "index": clip[0], "start_s": clip[1],
+                                "end_s": clip[2], "clips_in_track": len(pieces)}  # fmt: skip
+        yield {
+            "track_id": row_id,
+            "group_id": track.group_id,
+            "source": track.source,
+            "audio": {"bytes": row_flac, "path": f"{row_id.replace('/', '__').replace(':', '_')}.flac"},
+            "mel": row_mel,
+            "mel_length": int(row_mel.shape[0]),
+            "duration_s": seconds,
+            "title": track.title,
+            "artist": track.artist,
+            "tags": list(track.tags),
+            "lyrics": track.lyrics,
+            "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
+        }
+
+
+def _per_clip(values: list, counts: list[int]) -> list:
+    """Each track's value once per clip: the grouped splits then count clips, not tracks."""
+    return [v for v, n in zip(values, counts, strict=True) for _ in range(n)]
 
 
 def _reason_kind(reason: str) -> str:
@@ -339,6 +377,11 @@ def _build_locked(args: argparse.Namespace) -> dict:
             seen_hash[status["file_hash"]] = track.track_id
             kept.append((track, status))
 
+    spans = {t.track_id: clip_spans(s["duration_s"], args.clips) for t, s in kept} if args.clips else {}
+
+    def n_rows(track: Track) -> int:
+        return len(spans[track.track_id]) if spans else 1
+
     # Labels: a label given by the source wins; else thesis Table 2 majority over the raw tags.
     labels: dict[str, str | None] = {}
     no_main_genre = labels_from_tags = 0
@@ -350,9 +393,10 @@ def _build_locked(args: argparse.Namespace) -> dict:
 
     # Roles: the source's, else by group (never splitting a group), per class.
     free = [(t, s) for t, s in kept if t.role is None]
+    free_rows = [n_rows(t) for t, _ in free]
     group_roles = split_roles(
-        [labels[t.track_id] for t, _ in free],
-        [t.group_id for t, _ in free],
+        _per_clip([labels[t.track_id] for t, _ in free], free_rows),
+        _per_clip([t.group_id for t, _ in free], free_rows),
         args.captions_fraction,
         args.seed,
     )
@@ -371,7 +415,14 @@ def _build_locked(args: argparse.Namespace) -> dict:
             genre_set.append((track, status))
 
     genre_labels = [labels[t.track_id] for t, _ in genre_set]
-    in_test = test_mask(genre_labels, [t.group_id for t, _ in genre_set], args.test_size, args.seed)
+    genre_rows = [n_rows(t) for t, _ in genre_set]
+    clip_in_test = test_mask(
+        _per_clip(genre_labels, genre_rows),
+        _per_clip([t.group_id for t, _ in genre_set], genre_rows),
+        args.test_size,
+        args.seed,
+    )
+    in_test = clip_in_test[np.cumsum([0, *genre_rows[:-1]]).astype(int)] if genre_set else clip_in_test
     present = set(genre_labels)
     genre_names = [g for g in args.main_genres if g in present] + sorted(present - set(args.main_genres))
 
@@ -414,14 +465,14 @@ def _build_locked(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     n_mels = int(fe.feature_size)
-    total_rows = len(caption_rows) + len(genre_set)
+    total_rows = sum(n_rows(r["track"]) for r in caption_rows) + sum(genre_rows)
     shards: dict[str, dict[str, list[Path]]] = {"captions": {}, "genres": {}}
     build_id = unique_token()  # new shard names: the previous build's shards stay readable until the card
     features = {"captions": captions_features(n_mels), "genres": genres_features(n_mels, genre_names)}
     with tqdm(total=total_rows, desc="write parquet", unit="clip") as bar:
         shards["captions"]["train"] = write_split(
-            ({**_base_row(r["track"], r["status"]), **{k: v for k, v in r.items() if k not in ("track", "status")}}
-             for r in caption_rows),
+            ({**row, **{k: v for k, v in r.items() if k not in ("track", "status")}}
+             for r in caption_rows for row in _base_row(r["track"], r["status"], fe, spans.get(r["track"].track_id))),
             features["captions"],
             output / "captions",
             "train",
@@ -431,7 +482,11 @@ def _build_locked(args: argparse.Namespace) -> dict:
         for split, wanted in (("train", False), ("test", True)):
             chosen = [(t, s) for (t, s), flag in zip(genre_set, in_test, strict=True) if bool(flag) == wanted]
             shards["genres"][split] = write_split(
-                ({**_base_row(t, s), "genre": labels[t.track_id]} for t, s in chosen),
+                (
+                    {**row, "genre": labels[t.track_id]}
+                    for t, s in chosen
+                    for row in _base_row(t, s, fe, spans.get(t.track_id))
+                ),
                 features["genres"],
                 output / "genres",
                 split,
@@ -445,13 +500,22 @@ def _build_locked(args: argparse.Namespace) -> dict:
     skipped = run.skipped + skipped
     per_split: dict[str, Counter] = defaultdict(Counter)
     for (track, _), flag in zip(genre_set, in_test, strict=True):
-        per_split["test" if flag else "train"][labels[track.track_id]] += 1
+        per_split["test" if flag else "train"][labels[track.track_id]] += n_rows(track)
+    caption_rows_n = sum(n_rows(r["track"]) for r in caption_rows)
     summary = {
         "source": args.source,
         "tracks_in": len(tracks) + n_duplicate_ids + len(run.skipped),
-        "kept": len(caption_rows) + len(genre_set),
-        "captions_rows": len(caption_rows),
-        "genres_rows": len(genre_set),
+        "kept": caption_rows_n + sum(genre_rows),
+        "captions_rows": caption_rows_n,
+        "genres_rows": sum(genre_rows),
+        "clips": {
+            **asdict(args.clips),
+            "tracks": len(caption_rows) + len(genre_set),
+            "captions_tracks": len(caption_rows),
+            "genres_tracks": len(genre_set),
+        }
+        if args.clips
+        else None,
         "skipped": len(skipped),
         "skipped_by_reason": dict(Counter(_reason_kind(s["reason"]) for s in skipped).most_common()),
         "handled": run.handled,
@@ -533,6 +597,13 @@ def card_info(args, run: SourceRun, summary: dict, genre_names: list[str], fe: A
             f"captions (sklearn GroupShuffleSplit, seed {args.seed}), unlabelled → captions; genres test split: "
             f"sklearn StratifiedGroupKFold fold 0 (seed {args.seed}, test size {args.test_size}); classes with one "
             "group stay in train."
+            + (
+                f" Clips: each track cut into {args.clips.seconds:g}-s clips every {args.clips.hop:g} s"
+                + (f" (at most {args.clips.max_per_track} per track)" if args.clips.max_per_track else "")
+                + "; a clip keeps its track's group, so no track has clips on both sides of any split."
+                if args.clips
+                else ""
+            )
         ),
         "feature_extractor": f"{type(fe).__name__}(n_mels={fe.feature_size}, sr={fe.sampling_rate}, "
         f"hop={getattr(fe, 'hop_length', '?')}, n_fft={getattr(fe, 'n_fft', '?')})",
@@ -603,6 +674,8 @@ def format_summary(summary: dict) -> str:
     lines.append(
         f"mels: {summary['mel_cache']['computed']} computed, {summary['mel_cache']['hits']} from cache"
     )
+    if summary.get("clips"):
+        lines.append(f"clips: {summary['kept']} rows from {summary['clips']['tracks']} tracks")
     for split in ("train", "test"):
         counts = summary["clips_per_class_and_split"][split]
         lines.append(

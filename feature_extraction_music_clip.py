@@ -16,6 +16,11 @@ import torch
 import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
+try:
+    from .audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+except ImportError:
+    from audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+
 
 @lru_cache(maxsize=8)
 def _mel_transform(sampling_rate: int, n_fft: int, hop_length: int, n_mels: int) -> torch.nn.Module:
@@ -32,16 +37,15 @@ def _mel_transform(sampling_rate: int, n_fft: int, hop_length: int, n_mels: int)
     )
 
 
-def _describe(audio: Any) -> str:
-    return f"{type(audio).__name__} with shape {getattr(audio, 'shape', None)} and dtype {getattr(audio, 'dtype', None)}"
-
-
 class MusicClipFeatureExtractor(SequenceFeatureExtractor):
     r"""Log-mel windows for the MusicCLIP audio CNN.
 
-    One clip is a 1-D array (mono) or a 2-D array (multi-channel, `(channels, samples)` or `(samples, channels)`:
-    the shorter axis is channels); a list or tuple of clips is a batch. numpy arrays, torch tensors and lists of
-    numbers are accepted; integer PCM is scaled to [-1, 1]. Any sampling rate is resampled to `sampling_rate`.
+    One clip is a file path or the bytes of a file (any format FFmpeg reads), a 1-D array (mono) or a 2-D array
+    (multi-channel, `(channels, samples)` or `(samples, channels)`: the shorter axis is channels); a list or tuple
+    of clips is a batch. numpy arrays, torch tensors and lists of numbers are accepted; integer PCM is scaled to
+    [-1, 1]. Everything goes through `audio_music_clip.load_audio` (mean downmix, soxr resampling to
+    `sampling_rate`, cut at `max_seconds`, clip to ±1) and its acceptance rules: a clip under 1 s, silent
+    (peak below -60 dBFS) or non-finite raises `AudioRejected`, a `ValueError` with a readable message.
 
     Features are `log(1 + power mel)`, so silence and padding are exactly 0. With `multi_window=True` a clip
     longer than one window is covered by `ceil(T / window_frames)` windows spread evenly over it (no padding,
@@ -104,49 +108,40 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
     def window_frames(self) -> int:
         return self.window_samples // self.hop_length + 1
 
-    # -- stage 1: validate, scale, downmix, resample ------------------------------------------------------------
-    def prepare_waveform(self, audio: Any, sampling_rate: int | None = None) -> np.ndarray:
-        """Any clip → 1-D float32 at `self.sampling_rate`. Raises `ValueError` naming what is wrong."""
-        if sampling_rate is None:
+    # -- stage 1: the one audio path (audio_music_clip): decode, downmix, resample, cut, clip, check -----------
+    def load_audio(
+        self,
+        audio: Any,
+        sampling_rate: int | None = None,
+        *,
+        max_seconds: float | None = MAX_SECONDS,
+        check: bool = True,
+    ) -> LoadedAudio:
+        """A file path, bytes or samples → `LoadedAudio(waveform at self.sampling_rate, info)`.
+
+        Raises `AudioRejected` (a `ValueError`) for audio the model cannot use (too short, silent, non-finite,
+        unreadable) and `ValueError` for a wrong call."""
+        if sampling_rate is None and not is_encoded(audio):
             warnings.warn(
                 f"No sampling_rate given: assuming {self.sampling_rate} Hz. Pass sampling_rate to avoid wrong "
                 "features.",
-                stacklevel=2,
+                stacklevel=3,
             )
             sampling_rate = self.sampling_rate
-        if (
-            isinstance(sampling_rate, bool)
-            or not isinstance(sampling_rate, (int, np.integer))
-            or sampling_rate <= 0
-        ):
-            raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
-        if isinstance(audio, torch.Tensor):
-            audio = audio.detach().cpu().numpy()
-        try:
-            wave = np.asarray(audio)
-        except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"audio must be an array of samples, got {type(audio).__name__}: {err}"
-            ) from None
-        wave = _to_float(wave)
-        if wave.ndim == 2:
-            channel_axis = 0 if wave.shape[0] <= wave.shape[1] else 1
-            wave = wave.mean(axis=channel_axis)
-        elif wave.ndim != 1:
-            raise ValueError(f"audio must be 1-D (mono) or 2-D (multi-channel), got {_describe(wave)}")
-        if wave.size == 0:
-            raise ValueError("audio is empty (0 samples)")
-        bad = int((~np.isfinite(wave)).sum())
-        if bad:
-            raise ValueError(f"audio contains {bad} of {wave.size} non-finite samples (NaN or inf)")
-        if sampling_rate != self.sampling_rate:
-            tensor = torchaudio.functional.resample(
-                torch.from_numpy(wave), int(sampling_rate), self.sampling_rate
-            )
-            wave = tensor.numpy()
-            if wave.size == 0:
-                raise ValueError(f"audio is too short to resample from {sampling_rate} Hz (under one sample)")
-        return np.ascontiguousarray(wave, dtype=np.float32)
+        return load_audio(
+            audio, sampling_rate, target_rate=self.sampling_rate, max_seconds=max_seconds, check=check
+        )
+
+    def prepare_waveform(
+        self,
+        audio: Any,
+        sampling_rate: int | None = None,
+        *,
+        max_seconds: float | None = MAX_SECONDS,
+        check: bool = True,
+    ) -> np.ndarray:
+        """Any clip (path, bytes or samples) → 1-D float32 at `self.sampling_rate`; see `load_audio`."""
+        return self.load_audio(audio, sampling_rate, max_seconds=max_seconds, check=check).waveform
 
     # -- stage 2: log-mel --------------------------------------------------------------------------------------
     def log_mel(self, waveform: np.ndarray) -> np.ndarray:
@@ -205,16 +200,21 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         return_tensors: str | None = "pt",
         multi_window: bool | None = None,
+        max_seconds: float | None = MAX_SECONDS,
         **kwargs: Any,
     ) -> BatchFeature:
-        """One clip or a list of clips → `BatchFeature(input_features, window_mask)`."""
+        """One clip or a list of clips (paths, bytes or samples) → `BatchFeature(input_features, window_mask)`."""
         clips = list(raw_audio) if _is_batch(raw_audio) else [raw_audio]
         if not clips:
             raise ValueError("no clips given")
         mels = []
         for index, clip in enumerate(clips):
             try:
-                mels.append(self.log_mel(self.prepare_waveform(clip, sampling_rate)))
+                mels.append(self.log_mel(self.prepare_waveform(clip, sampling_rate, max_seconds=max_seconds)))
+            except AudioRejected as err:
+                if len(clips) == 1:
+                    raise
+                raise AudioRejected(err.reason, f"clip {index}: {err}") from None
             except ValueError as err:
                 raise ValueError(f"clip {index}: {err}" if len(clips) > 1 else str(err)) from None
         return self.window(mels, multi_window=multi_window, return_tensors=return_tensors)
@@ -225,18 +225,6 @@ def _is_batch(audio: Any) -> bool:
     if isinstance(audio, (list, tuple)):
         return len(audio) == 0 or not isinstance(audio[0], (int, float, np.number))
     return False
-
-
-def _to_float(wave: np.ndarray) -> np.ndarray:
-    if wave.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
-        return (wave.astype(np.float32) - 128.0) / 128.0
-    if wave.dtype in (np.int8, np.int16, np.int32):
-        return wave.astype(np.float32) / float(-np.iinfo(wave.dtype).min)
-    if wave.dtype.kind == "f":
-        return wave.astype(np.float32, copy=False)
-    raise ValueError(
-        f"audio dtype {wave.dtype} is not supported: use float samples in [-1, 1] or int8/int16/int32/uint8 PCM"
-    )
 
 
 MusicClipFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchcodec.decoders import AudioDecoder
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
+from audio_music_clip import decode_native, load_waveform
 from configuration_music_clip import MINILM_TEXT_CONFIG, MusicClipConfig
 from feature_extraction_music_clip import MusicClipFeatureExtractor
 from modeling_music_clip import MusicClipModel
@@ -67,8 +67,7 @@ def end_to_end(paths: list[Path], fe, model, batch_size: int, workers: int) -> N
     """Decode + log-mel in worker threads (FFmpeg and torch release the GIL), windows + CNN in this thread."""
 
     def load(path: Path) -> np.ndarray:
-        samples = AudioDecoder(str(path), sample_rate=fe.sampling_rate, num_channels=1).get_all_samples()
-        return fe.log_mel(fe.prepare_waveform(samples.data.numpy(), fe.sampling_rate))
+        return fe.log_mel(fe.prepare_waveform(path))  # the one audio path: decode, downmix, resample
 
     with ThreadPoolExecutor(workers) as pool, torch.inference_mode():
         pending = [pool.submit(load, p) for p in paths]
@@ -87,9 +86,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     paths = tracks()
-    stereo = [AudioDecoder(str(p)).get_all_samples() for p in paths[: args.clips]]
-    rate = stereo[0].sample_rate
-    waves = [s.data.numpy() for s in stereo]  # (2, samples) at 48 kHz, as a user would pass them
+    stereo = [decode_native(p) for p in paths[: args.clips]]
+    rate = stereo[0][1]
+    waves = [w for w, _ in stereo]  # (2, samples) at 48 kHz, as a user would pass them
     seconds = sum(w.shape[1] for w in waves) / rate
     print(
         f"{len(waves)} clips, {seconds:.0f} s of {rate} Hz stereo audio, {args.threads} threads, batch {args.batch_size}"
@@ -114,18 +113,14 @@ def main() -> None:
 
     # The whole path from files, with each stage's share measured alone on the same files.
     fe, model = music_clip(15.0)
-    all_seconds = sum(AudioDecoder(str(p)).metadata.duration_seconds for p in paths)
     decoded: list[np.ndarray] = []
     t_decode = timed(
         lambda: decoded.__setitem__(
-            slice(None),
-            [
-                AudioDecoder(str(p), sample_rate=16000, num_channels=1).get_all_samples().data.numpy()[0]
-                for p in paths
-            ],
+            slice(None), [load_waveform(p, target_rate=fe.sampling_rate) for p in paths]
         ),
         repeats=1,
     )
+    all_seconds = sum(w.size for w in decoded) / fe.sampling_rate
     mels: list[np.ndarray] = []
     t_mel = timed(lambda: mels.__setitem__(slice(None), [fe.log_mel(w) for w in decoded]), repeats=1)
     with torch.inference_mode():
@@ -136,7 +131,7 @@ def main() -> None:
     serial = t_decode + t_mel + t_model
     print(f"\nfile → embedding, {len(paths)} files, {all_seconds:.0f} s of audio:")
     for name, t in (
-        ("decode+downmix+resample (torchcodec → 16 kHz mono)", t_decode),
+        ("decode+downmix+resample (audio_music_clip → 16 kHz)", t_decode),
         ("log-mel", t_mel),
         ("windows + CNN + v/z", t_model),
     ):

@@ -64,18 +64,18 @@ def main() -> None:
     tracks = real_tracks(args.batch)
     texts = [s for path in tracks for s in sentences_for(path)]
     model = new_pretrain_model("supcon", WINDOW_SAMPLES, None)
-    model.text_model.requires_grad_(False)
-    model.text_model.eval()
+    model.freeze_text_model()
+    model.train()  # the frozen text tower stays in eval mode
     probe = new_processor(model.config, None, None, None).feature_extractor
     # What the dataset builder stores once per track: the log-mel of the decoded audio.
-    stored = [probe.log_mel(probe.prepare_waveform(*sf.read(p, dtype="float32"))) for p in tracks]
+    stored = [probe.log_mel(probe.prepare_waveform(p)) for p in tracks]  # the builder's audio path
     processor = new_processor(model.config, *mel_statistics(stored), None)
     fe, tokenizer = processor.feature_extractor, processor.tokenizer
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     text_audio_index = torch.arange(len(tracks)).repeat_interleave(3)
 
-    def train_step(inputs: dict, text_v: torch.Tensor | None) -> None:
-        loss = model(**inputs, text_v=text_v, text_audio_index=text_audio_index, return_loss=True).loss
+    def train_step(inputs: dict, text_pooled: torch.Tensor | None) -> None:
+        loss = model(**inputs, text_pooled=text_pooled, text_audio_index=text_audio_index, return_loss=True).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -83,7 +83,7 @@ def main() -> None:
     cache = pooled_texts(model, texts, tokenizer, model.config.text_max_length)  # once, before training
 
     def fast_step() -> None:
-        train_step(dict(fe.window(stored)), model.text_projection.v(cache))
+        train_step(dict(fe.window(stored)), cache)
 
     def naive_step() -> None:
         decoded = [sf.read(path, dtype="float32") for path in tracks]

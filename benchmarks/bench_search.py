@@ -5,8 +5,10 @@
     python benchmarks/bench_search.py --classifier runs/quick/classifier   # genre timing with a real checkpoint
 
 1. Text → music: the approximate FAISS index the Space builds for a library of `--n` tracks (same factory and
-   nprobe, through `datasets`' `add_faiss_index`) against an exact `IndexFlatIP`: p50/p95 per query, the speed
-   ratio, recall@10 against the exact answer, and the whole text query (processor → text tower → index).
+   search parameters, through `datasets`' `add_faiss_index`) against an exact `IndexFlatIP`: p50/p95 per query,
+   the speed ratio, recall@10 against the exact answer, the index's build time and memory, and the whole text
+   query (processor → text tower → index). The built index is cached under `--cache-dir` (keyed by its type,
+   `--n` and `--seed`), so a re-run measures search without building again.
    The embeddings are clustered like real ones (random centres + noise, L2-normalised); queries are noisy copies
    of library items, as a caption is a noisy view of its track.
 2. Upload → genre answer for a 30-s real clip (immich): decode → feature extractor → classifier → mel picture,
@@ -32,7 +34,8 @@ sys.path.insert(0, str(ROOT / "space"))
 sys.path.insert(0, str(ROOT))
 
 from audio_input import decode_upload  # noqa: E402
-from library_index import add_index, index_factory, set_nprobe  # noqa: E402
+from config import MAX_ANALYSED_SECONDS  # noqa: E402
+from library_index import add_index, index_factory, set_search_params  # noqa: E402
 from plots import mel_image  # noqa: E402
 
 DIM = 512
@@ -75,7 +78,58 @@ def recall_at(k: int, approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a[:k]) & set(e[:k])) / k for a, e in zip(approx, exact)]))
 
 
-def bench_index(n: int, n_queries: int, k: int, seed: int) -> faiss.Index:
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux), MB."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+
+
+def build_or_load(emb: np.ndarray, cache: Path) -> tuple[faiss.Index, str]:
+    """The Space's approximate index over `emb` (built through `datasets`, as the Space does), or the cached one."""
+    if cache.is_file():
+        started = time.perf_counter()
+        index = faiss.read_index(str(cache))
+        return index, f"loaded from the cache {cache} in {time.perf_counter() - started:.1f} s"
+    started, before = time.perf_counter(), rss_mb()
+    column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
+    table = Dataset(pa.table({"audio_embedding": column}))
+    add_index(table, "audio_embedding", approximate=True)
+    index = table.get_index("audio_embedding").faiss_index
+    built = time.perf_counter() - started
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(cache.with_suffix(".partial")))
+    os.replace(cache.with_suffix(".partial"), cache)
+    size = cache.stat().st_size / 2**20
+    return index, (
+        f"built in {built:.1f} s through datasets.add_faiss_index; index {size:,.0f} MB (its file), process "
+        f"memory +{rss_mb() - before:,.0f} MB while building; cached as {cache}"
+    )
+
+
+def probe_settings(params: str) -> list[str]:
+    """The Space's search parameters and a narrower and a wider beam around them."""
+    key, value = params.split(",")[0].split("=")
+    rest = params[len(f"{key}={value}") :]
+    return [f"{key}={v}{rest}" for v in sorted({int(value) // 2, int(value), int(value) * 2})]
+
+
+def exact_answer(emb: np.ndarray, queries: np.ndarray, k: int, cache: Path) -> tuple[list[float], np.ndarray]:
+    """Exact top-k and per-query times of `IndexFlatIP`, cached beside the index (the same data every run)."""
+    if cache.is_file():
+        with np.load(cache) as data:
+            print(f"exact answers and times from the cache {cache} (measured when it was written)")
+            return data["times"].tolist(), data["ids"]
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(emb)
+    times, ids = time_queries(exact, queries, k)
+    del exact  # 2 GB at 1M: free it before the approximate index copies the vectors
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache.with_suffix(".partial.npz"), times=np.asarray(times), ids=ids)
+    os.replace(cache.with_suffix(".partial.npz"), cache)
+    return times, ids
+
+
+def bench_index(n: int, n_queries: int, k: int, seed: int, cache_dir: Path) -> faiss.Index:
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     emb = clustered_embeddings(n, clusters=max(10, n // CLUSTER_SIZE), spread=SPREAD, rng=rng)
@@ -84,35 +138,28 @@ def bench_index(n: int, n_queries: int, k: int, seed: int) -> faiss.Index:
     faiss.normalize_L2(queries)
     print(f"{n:,} embeddings of {DIM} d generated in {time.perf_counter() - started:.1f} s")
 
-    exact = faiss.IndexFlatIP(DIM)
-    exact.add(emb)
-    exact_times, exact_ids = time_queries(exact, queries, k)
-    del exact  # 2 GB at 1M: free it before the approximate index copies the vectors
-
-    factory, nprobe = index_factory(n)
-    started = time.perf_counter()
-    column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
-    table = Dataset(pa.table({"audio_embedding": column}))
-    del emb  # the exact index holds its own copy
-    add_index(table, "audio_embedding")
-    approx = table.get_index("audio_embedding").faiss_index
-    print(
-        f"approximate index {factory} (datasets.add_faiss_index) built in {time.perf_counter() - started:.1f} s"
+    exact_times, exact_ids = exact_answer(
+        emb, queries, k, cache_dir / f"exact-n{n}-seed{seed}-q{n_queries}-k{k}.npz"
     )
 
+    factory, params = index_factory(n, approximate=True)
+    slug = "".join(c if c.isalnum() else "_" for c in factory)
+    approx, how = build_or_load(emb, cache_dir / f"{slug}-n{n}-seed{seed}.faiss")
+    del emb
+    print(f"approximate index {factory}: {how}")
+
     print(f"\ntext→music search, {n_queries} single queries, top {k}, {faiss.omp_get_max_threads()} threads")
-    print(f"  exact IndexFlatIP            {percentiles(exact_times)}")
-    for probe in sorted({nprobe // 4, nprobe // 2, nprobe, nprobe * 2} - {0}) if nprobe else [0]:
-        if probe:
-            set_nprobe(approx, probe)
+    print(f"  exact IndexFlatIP{'':<30} {percentiles(exact_times)}")
+    for setting in probe_settings(params):
+        set_search_params(approx, setting)
         times, ids = time_queries(approx, queries, k)
         ratio = np.median(exact_times) / np.median(times)
-        mark = "  <- the Space's setting" if probe == nprobe else ""
+        mark = "  <- the Space's setting" if setting == params else ""
         print(
-            f"  {factory:<12} nprobe {probe:<4} {percentiles(times)}   {ratio:6.1f}× faster than exact (p50)   "
+            f"  {factory} {setting:<24} {percentiles(times)}   {ratio:6.1f}× faster than exact (p50)   "
             f"recall@{k} {recall_at(k, ids, exact_ids):.3f}{mark}"
         )
-    set_nprobe(approx, nprobe)
+    set_search_params(approx, params)
     return approx
 
 
@@ -183,8 +230,7 @@ def bench_genre(classifier_ref: str | None, repeats: int) -> None:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        audio, sr, _ = decode_upload(str(clip), 270.0)
-        wave = fe.prepare_waveform(audio, sr)
+        wave, _ = decode_upload(str(clip), fe, MAX_ANALYSED_SECONDS)  # the Space's own reading
         mel = fe.log_mel(wave)
         feats = fe.window([mel])
         with torch.inference_mode():
@@ -207,12 +253,18 @@ def main() -> None:
     parser.add_argument("--classifier", default=None, help="classifier folder or Hub id (default: fresh)")
     parser.add_argument("--genre-repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "musicclip" / "bench_search",
+        help="where built indexes are cached",
+    )
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     print(f"{os.cpu_count()} CPUs visible, {args.threads} threads used; faiss {faiss.__version__}")
     print(f"load average at start (other processes on the machine): {os.getloadavg()[0]:.1f}")
-    index = bench_index(args.n, args.queries, args.k, args.seed)
+    index = bench_index(args.n, args.queries, args.k, args.seed, args.cache_dir)
     bench_text_query(index, args.model, min(args.queries, 100), args.k)
     bench_genre(args.classifier, args.genre_repeats)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")

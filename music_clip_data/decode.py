@@ -1,10 +1,13 @@
-"""Audio file → 16 kHz mono waveform (torchcodec) → the feature extractor's log-mel, cached per file hash.
+"""Audio file → the one audio path (`audio_music_clip`) → the feature extractor's log-mel, cached per file hash.
 
-Rules for clips the model cannot learn from (stated in the dataset card):
+Rules for clips the model cannot learn from (stated in the dataset card; the same rules as the processor's and
+the Space's, from `audio_music_clip`):
 - shorter than `min_seconds` (default 1 s, e.g. a 0.1 s clip): skipped, "too short";
 - peak below `silence_dbfs` (default −60 dBFS, e.g. digital silence): skipped, "silent";
+- non-finite samples: skipped, "non finite";
 - longer than `max_seconds` (default 600 s): only the first `max_seconds` are kept (noted in `metadata`);
-- samples beyond ±1 (lossy decoders overshoot) are clipped to ±1 before the mel and the FLAC.
+- channels are averaged, soxr resamples, and samples beyond ±1 (lossy decoders overshoot) are clipped to ±1
+  before the mel and the FLAC.
 Anything FFmpeg cannot decode (corrupt, empty, truncated past its header, not audio) is skipped with FFmpeg's
 reason. A file whose extension lies but whose content decodes (an Ogg named `.mp3`) is kept: FFmpeg probes it.
 """
@@ -13,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from audio_music_clip import (
+    AUDIO_PATH_VERSION,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    SILENCE_DBFS,
+    AudioRejected,
+    check_waveform,
+    load_audio,
+)
 from music_clip_data.files import atomic_write_text
 
 # A decode of one file (already capped at `max_seconds`) running longer than this is stopped and skipped.
@@ -37,9 +47,13 @@ class SkipClip(Exception):
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    min_seconds: float = 1.0
-    max_seconds: float | None = 600.0
-    silence_dbfs: float = -60.0
+    min_seconds: float = MIN_SECONDS
+    max_seconds: float | None = MAX_SECONDS
+    silence_dbfs: float = SILENCE_DBFS
+
+
+# skipped.jsonl's reason kinds: the rule's slug, with the builder's older name for undecodable files.
+_REASON_KINDS = {"unreadable": "cannot decode"}
 
 
 def file_sha256(path: Path) -> str:
@@ -51,36 +65,26 @@ def file_sha256(path: Path) -> str:
 
 
 def cache_key(file_hash: str, fe: Any, settings: DecodeSettings) -> str:
-    """Same file, same extractor config, same rules → same cached mel."""
+    """Same file, same extractor config, same rules, same audio path → same cached mel."""
     fe_config = fe.to_json_string() if hasattr(fe, "to_json_string") else repr(fe)
-    payload = json.dumps([file_hash, fe_config, asdict(settings)], sort_keys=True)
+    payload = json.dumps([file_hash, fe_config, asdict(settings), AUDIO_PATH_VERSION], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def decode_16k_mono(path: Path, sampling_rate: int, max_seconds: float | None) -> tuple[np.ndarray, dict]:
-    """FFmpeg (through torchcodec) resamples and downmixes while decoding."""
-    from torchcodec.decoders import AudioDecoder
-
+def decode_for_model(path: Path, fe: Any, settings: DecodeSettings) -> tuple[np.ndarray, dict]:
+    """The one audio path (`audio_music_clip.load_audio`, as the processor and the Space use it) and the
+    acceptance rules with the build's settings. Raises `SkipClip` with the rule's reason."""
+    sr = int(fe.sampling_rate)
     try:
-        decoder = AudioDecoder(str(path), sample_rate=sampling_rate, num_channels=1)
-        meta = decoder.metadata
-        if max_seconds is not None:
-            samples = decoder.get_samples_played_in_range(0.0, max_seconds)
-        else:
-            samples = decoder.get_all_samples()
-    except Exception as err:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
-        # torchcodec prefixes FFmpeg's message with its C++ source location: keep the message only.
-        message = re.sub(
-            r"^.*?\.cpp:\d+,\s*", "", str(err).splitlines()[0] if str(err) else type(err).__name__
+        loaded = load_audio(path, target_rate=sr, max_seconds=settings.max_seconds, check=False)
+        check_waveform(
+            loaded.waveform, sr, min_seconds=settings.min_seconds, silence_dbfs=settings.silence_dbfs
         )
-        raise SkipClip(f"cannot decode: {message[:300]}") from None
-    info = {
-        "native_sampling_rate": meta.sample_rate,
-        "native_channels": meta.num_channels,
-        "codec": meta.codec,
-        "native_duration_s": meta.duration_seconds,
-    }
-    return samples.data.numpy(), info
+    except AudioRejected as err:
+        raise SkipClip(
+            f"{_REASON_KINDS.get(err.reason, err.reason.replace('_', ' '))}: {err}"[:400]
+        ) from None
+    return loaded.waveform, loaded.info
 
 
 def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
@@ -100,24 +104,9 @@ def process_file(path: Path, fe: Any, settings: DecodeSettings) -> dict:
     if path.stat().st_size == 0:
         raise SkipClip("empty file (0 bytes)")
     sr = int(fe.sampling_rate)
-    samples, info = decode_16k_mono(path, sr, settings.max_seconds)
-    try:
-        wave = fe.prepare_waveform(samples, sampling_rate=sr)
-    except ValueError as err:
-        raise SkipClip(f"bad audio: {err}") from None
+    wave, info = decode_for_model(path, fe, settings)
     seconds = wave.size / sr
-    if seconds < settings.min_seconds:
-        raise SkipClip(f"too short: {seconds:.2f} s < {settings.min_seconds} s minimum")
-    peak = float(np.max(np.abs(wave)))
-    peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
-    if peak_db < settings.silence_dbfs:
-        raise SkipClip(f"silent: peak {peak_db:.1f} dBFS < {settings.silence_dbfs} dBFS")
-    # Lossy decoders overshoot ±1 between samples (Opus: up to +1 dB); clip before the mel so that the
-    # stored FLAC audio and the stored mel describe the same waveform.
-    wave = np.clip(wave, -1.0, 1.0)
     mel = fe.log_mel(wave).astype(np.float32, copy=False)
-    native = info.get("native_duration_s")
-    info["truncated"] = bool(settings.max_seconds and native and native > settings.max_seconds + 0.05)
     return {"mel": mel, "flac": encode_flac(wave, sr), "duration_s": round(seconds, 3), "decode_info": info}
 
 

@@ -34,6 +34,19 @@ def _front_matter(tags: list[str], pipeline_tag: str, dataset: str) -> str:
     return "\n".join(lines + ["---", ""])
 
 
+def launch_line(result: dict) -> str:
+    """How the run was launched (results written before this record existed say nothing)."""
+    launch = result.get("launch")
+    if not launch:
+        return "not recorded"
+    return (
+        f"{launch['num_processes']} process(es) × {launch['per_process_batch']} per process"
+        f"{' × ' + str(launch['gradient_accumulation_steps']) + ' accumulated' if launch['gradient_accumulation_steps'] > 1 else ''}"
+        f" = global batch {launch['global_batch']}; mixed precision {launch['mixed_precision']}; "
+        f"BatchNorm statistics {'synced (SyncBatchNorm)' if launch['sync_batchnorm'] else 'per process (rank 0 saved)'}"
+    )
+
+
 def pretrain_card(result: dict) -> str:
     objective = result["objective"]
     last = result["history"][-1] if result["history"] else {}
@@ -66,6 +79,7 @@ the audio side initialises `MusicClipForAudioClassification` for finetuning (`tr
 | steps / epochs | {result["steps"]} / {result["epochs"]} |
 | audio window | {result["window_samples"]} samples at 16 kHz ({result["window_samples"] / 16000:.1f} s) |
 | last held-out loss | {last.get("heldout_loss")} |
+| launch | {launch_line(result)} |
 | wall time | {result["wall_seconds"]} s |
 
 Held-out retrieval after the last epoch (recall@k, higher is better):
@@ -115,6 +129,7 @@ with learning rate {result["tower_learning_rate"]}. Load with
 | macro-F1 | {test["macro_f1"]:.4f} |
 | accuracy | {test["accuracy"]:.4f} |
 | best epoch (validation macro-F1) | {result["best_epoch"]} |
+| launch | {launch_line(result)} |
 
 Labels: {", ".join(result["labels"])}
 {calibration_section(result)}{ood_section(result.get("ood"), "validation part")}

@@ -7,11 +7,12 @@ registered checkpointable object, so it travels with the model, optimizer and RN
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
+
+from .markers import read_json_marker
 
 
 class Progress:
@@ -35,9 +36,9 @@ class Progress:
 
 def finished_result(results_file: Path, args: dict) -> dict | None:
     """A finished run's results when it was made with the same arguments: `--resume` then has nothing to do."""
-    if not results_file.is_file():
+    result = read_json_marker(results_file, ("args",))  # a 0-byte or cut file (a kill) is "not finished"
+    if result is None:
         return None
-    result = json.loads(results_file.read_text())
     ignore = {"resume", "push_to_hub", "show_progress"}
     same = {k: v for k, v in result.get("args", {}).items() if k not in ignore} == {
         k: v for k, v in args.items() if k not in ignore

@@ -4,7 +4,7 @@ scores and calibration for a classifier folder; for either, with `--ood-audio-di
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,14 +21,25 @@ from .subsets import holdout_split
 
 @dataclass
 class EvaluateArgs:
-    model: str
-    dataset: str
-    output: str | None = None  # JSON path; default <model>/evaluation.json
-    holdout: float | None = None  # default: the fraction and seed the model was pretrained with
-    seed: int | None = None
-    template: str = ZERO_SHOT_TEMPLATE
-    update_card: bool = True
-    ood_audio_dir: str | None = None  # audio unlike the corpus: flag rate there, AUROC against the test split
+    model: str = field(metadata={"help": "pretrained model folder"})
+    dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
+    output: str | None = field(
+        default=None, metadata={"help": "JSON path (default: <model>/evaluation.json)"}
+    )
+    holdout: float | None = field(
+        default=None, metadata={"help": "held-out fraction (default: the one the model was pretrained with)"}
+    )
+    seed: int | None = field(default=None, metadata={"help": "hold-out seed (default: the pretraining seed)"})
+    template: str = field(
+        default=ZERO_SHOT_TEMPLATE, metadata={"help": "zero-shot prompt with {} for the label"}
+    )
+    update_card: bool = field(default=True, metadata={"help": "add the scores to the model's README.md"})
+    ood_audio_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "audio unlike the training corpus: OOD flag rate there and on the test split, AUROC, near-OOD"
+        },
+    )
 
 
 def run(args: EvaluateArgs) -> dict:

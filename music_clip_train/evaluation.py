@@ -1,7 +1,7 @@
 """Retrieval (text→music, music→text) on held-out captions and zero-shot genre classification.
 
-Scores are what the model was trained for: scaled cosine similarity of z embeddings for the contrastive and
-triplet objectives, the matching head's logits for SMM.
+Scores are the model's own `similarity` (the one `forward` uses): cosine similarity of z embeddings for the
+contrastive and triplet objectives, the matching head's logits for SMM.
 """
 
 from __future__ import annotations
@@ -46,16 +46,6 @@ def pooled_texts(model, texts: list[str], tokenizer, max_length: int, batch_size
 
 
 @torch.no_grad()
-def similarity(model, audio_z: torch.Tensor, text_z: torch.Tensor) -> torch.Tensor:
-    """(B, M) audio-text scores."""
-    if model.config.objective == "matching":
-        return model.match_logits(audio_z, text_z)
-    audio = torch.nn.functional.normalize(audio_z, dim=-1)
-    text = torch.nn.functional.normalize(text_z, dim=-1)
-    return audio @ text.T
-
-
-@torch.no_grad()
 def retrieval(
     model,
     data: CaptionData,
@@ -63,6 +53,7 @@ def retrieval(
     tokenizer,
     objective: str | None = None,
     pooled: torch.Tensor | None = None,
+    audio_z: torch.Tensor | None = None,
 ) -> dict:
     """R@1/5/10, mAP@10 and median rank in both directions; texts are the objective's training texts."""
     was_training = model.training
@@ -71,9 +62,10 @@ def retrieval(
     per_track = texts_per_track(objective)
     if pooled is None:
         pooled = pooled_texts(model, flat_texts(data, objective), tokenizer, model.config.text_max_length)
-    text_z = model.text_projection(model.text_projection.v(pooled))
-    audio_z = audio_embeddings(model, data.mels, feature_extractor)
-    scores = similarity(model, audio_z, text_z).cpu().numpy()
+    text_z = model.get_text_features_from_pooled(pooled)
+    if audio_z is None:
+        audio_z = audio_embeddings(model, data.mels, feature_extractor)
+    scores = model.similarity(audio_z, text_z).cpu().numpy()
     text_track = np.repeat(np.arange(len(data)), per_track)
     text_to_music = retrieval_scores(scores.T, [[int(t)] for t in text_track])
     music_to_text = retrieval_scores(
@@ -101,8 +93,8 @@ def zero_shot(
     # Label ids such as `baroque_chorale` read as words to the text tower only without the underscores.
     prompts = [template.format(name.replace("_", " ")) for name in label_names]
     pooled = pooled_texts(model, prompts, tokenizer, model.config.text_max_length)
-    text_z = model.text_projection(model.text_projection.v(pooled))
+    text_z = model.get_text_features_from_pooled(pooled)
     audio_z = audio_embeddings(model, split.mels, feature_extractor)
-    predictions = similarity(model, audio_z, text_z).argmax(1).cpu().numpy()
+    predictions = model.similarity(audio_z, text_z).argmax(1).cpu().numpy()
     scores = classification_scores(predictions, split.labels, len(label_names))
     return {**scores, "prompts": prompts, "template": template}

@@ -15,8 +15,32 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from .errors import InputError
 
 
-def nested_order(labels: np.ndarray, seed: int) -> np.ndarray:
-    """One stratified ordering of all examples; prefixes are the nested subsets."""
+def nested_order(labels: np.ndarray, seed: int, groups: list[str] | None = None) -> np.ndarray:
+    """One stratified ordering of all examples; prefixes are the nested subsets.
+
+    With `groups` (clips of one track share one), whole groups are ordered (stratified by their majority label)
+    and each group's examples follow each other, so a prefix of N clips comes from as few tracks as whole tracks
+    allow (only its last track may be cut). With one example per group this is the ungrouped ordering.
+    """
+    if groups is None:
+        return _stratified_order(labels, seed)
+    names, first, codes = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")  # group k = the k-th group to appear
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_appearance] = np.arange(len(names))
+    members: list[list[int]] = [[] for _ in names]
+    for index, code in enumerate(codes):
+        members[rank[code]].append(index)
+    group_labels = np.asarray([_majority(labels[m]) for m in members])
+    return np.asarray([i for g in _stratified_order(group_labels, seed) for i in members[g]], dtype=np.int64)
+
+
+def _majority(values: np.ndarray):
+    kinds, counts = np.unique(values, return_counts=True)
+    return kinds[np.argmax(counts)]
+
+
+def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     keys = np.empty(len(labels), dtype=np.float64)
     for label in np.unique(labels):

@@ -1,24 +1,29 @@
 """`train.py sweep`: the thesis' few-shot protocol (ch. 4.4) over objectives × training sizes × seeds.
 
 Every cell finetunes on the nested stratified subset of size N for one seed and scores the one fixed test split.
-A cell whose `results.json` exists is skipped, so an interrupted sweep continues where it stopped; a missing
-pretrained checkpoint is pretrained first (and a half-finished one resumed).
+A cell whose `results.json` is whole is skipped, so an interrupted sweep continues where it stopped; a missing
+or half-saved pretrained checkpoint is pretrained first (and a half-finished one resumed).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from . import finetune, pretrain
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
+from .markers import pretrained_complete, read_json_marker, weights_loadable
 from .report import box_plot, calibration_plot, calibration_table, line_plot, markdown_table, thesis_table
 from .subsets import plan_sizes
 
@@ -34,20 +39,38 @@ PROFILES = {
 
 @dataclass
 class SweepArgs:
-    dataset: str
-    output: str
-    objectives: list[str] = field(default_factory=lambda: ["none", *OBJECTIVES])
+    dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
+    output: str = field(metadata={"help": "sweep folder: runs/, pretrained/, report"})
+    objectives: list[str] = field(
+        default_factory=lambda: ["none", *OBJECTIVES],
+        metadata={"help": f"any of: {', '.join(OBJECTIVE_LABELS)} ('none' = the un-pretrained baseline)"},
+    )
     sizes: list[int] = field(default_factory=lambda: [48, 160, 400, 800, 1600, 3200])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    pretrained_dir: str | None = None
-    profile: str = "full"
+    pretrained_dir: str | None = field(
+        default=None, metadata={"help": "folder with one pretrained checkpoint per objective"}
+    )
+    profile: str = field(
+        default="full",
+        metadata={
+            "choices": list(PROFILES),
+            "help": "epoch budget: thesis-like 'full'; 'cpu' = the thesis schedule capped at 4,000 training "
+            "examples per run (the README's table on 2 cores); 'quick' for the 30-minute CPU demo",
+        },
+    )
     pretrain_epochs: int | None = None
     finetune_epochs: int | None = None
     unfreeze_epoch: int | None = None
-    max_examples: int | None = None
+    max_examples: int | None = field(default=None, metadata={"help": "training examples per finetuning run"})
     batch_size: int = 32
-    window_samples: int | None = None
-    freeze_text: bool = True
+    window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
+    freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "finetuning cells run at a time, each a separate single-process run (CPU threads split)"
+        },
+    )
 
 
 def validate(args: SweepArgs) -> None:
@@ -58,6 +81,8 @@ def validate(args: SweepArgs) -> None:
         raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
     if not args.seeds:
         raise InputError("no seeds given")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.pretrained_dir and not Path(args.pretrained_dir).is_dir():
         raise InputError(f"--pretrained-dir {args.pretrained_dir!r} does not exist")
 
@@ -76,11 +101,12 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
         return "none"
     if args.pretrained_dir:
         path = Path(args.pretrained_dir) / objective
-        if not (path / "config.json").is_file():
-            raise InputError(f"--pretrained-dir has no {objective!r} checkpoint at {path}")
+        if not weights_loadable(path):
+            raise InputError(f"--pretrained-dir has no complete {objective!r} checkpoint at {path}")
         return str(path)
     path = Path(args.output) / "pretrained" / objective
-    if not (path / "config.json").is_file():
+    # Done = train_results.json whole and the weights loadable: a kill during the final save means "pretrain again".
+    if not pretrained_complete(path):
         pretrain.run(
             pretrain.PretrainArgs(
                 dataset=args.dataset,
@@ -90,7 +116,7 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
                 batch_size=args.batch_size,
                 window_samples=args.window_samples,
                 freeze_text=args.freeze_text,
-                resume=(path / "checkpoints").is_dir(),
+                resume=True,  # continue from its checkpoints, if any; overwrite a half-saved folder
             )
         )
     return str(path)
@@ -100,7 +126,9 @@ def collect(args: SweepArgs) -> list[dict]:
     """Every finished cell of this sweep's grid (cells of earlier, wider invocations stay on disk but out)."""
     runs = []
     for path in sorted((Path(args.output) / "runs").glob("*/*/results.json")):
-        result = json.loads(path.read_text())
+        result = read_json_marker(path, CELL_RESULT_KEYS)
+        if result is None:  # cut by a kill: the cell is run again, not reported
+            continue
         result.pop("history", None)
         if (
             result["objective"] in args.objectives
@@ -133,6 +161,20 @@ def update_model_cards(args: SweepArgs, table: str, line: Path) -> list[Path]:
     return updated
 
 
+def tracks_behind_n(runs: list[dict]) -> str:
+    """How many tracks (groups) each N's clips come from, over seeds and objectives (clips are drawn by whole
+    tracks, so N clips of a clip-level dataset come from far fewer tracks)."""
+    by_n: dict[int, set[int]] = {}
+    for run in runs:
+        if "n_tracks" in run:
+            by_n.setdefault(run["n_used"], set()).add(run["n_tracks"])
+    parts = [
+        f"N={n}: {min(t)}" + (f"-{max(t)}" if max(t) != min(t) else "") + " tracks"
+        for n, t in sorted(by_n.items())
+    ]
+    return "Training clips are drawn by whole tracks (groups); " + ", ".join(parts) + "." if parts else ""
+
+
 def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
     output = Path(args.output)
     table = markdown_table(runs, args.objectives, sorted(used), used)
@@ -154,7 +196,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
-        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{table}\n"
+        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
         f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Calibration\n\n{calibration}\n"
         + (f"![reliability]({reliability.name})\n\n" if reliability else "")
         + f"## Thesis Table 6\n\n{thesis}"
@@ -167,12 +209,47 @@ def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
     return output / "runs" / objective / f"n{n}-seed{seed}"
 
 
+CELL_RESULT_KEYS = ("objective", "n_requested", "n_used", "seed", "test", "wall_seconds")
+
+
+def cell_done(cell: Path) -> bool:
+    """A cell is done when its results.json (written last, atomically) is whole."""
+    return read_json_marker(cell / "results.json", CELL_RESULT_KEYS) is not None
+
+
 def _shared_window(inits) -> int | None:
     """The pretrained checkpoints' audio window, so the baseline sees the same input as the pretrained models."""
     windows = {
         json.loads((Path(i) / "config.json").read_text())["window_samples"] for i in inits if i != "none"
     }
     return windows.pop() if len(windows) == 1 else None
+
+
+_WORKER_GENRES: dict = {}
+
+
+def _start_worker(dataset: str, n_mels: int | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_GENRES["data"] = load_genres(dataset, n_mels=n_mels)  # once per worker, not per cell
+
+
+def _run_cell(cell: finetune.FinetuneArgs) -> str:
+    finetune.run(cell, genres=_WORKER_GENRES["data"])
+    return cell.output
+
+
+def run_parallel(cells: list[finetune.FinetuneArgs], jobs: int, n_mels: int | None) -> None:
+    """`jobs` cells at a time, each a separate single-process run (fresh interpreters, the cores split evenly).
+
+    Each cell writes its own results.json last, so a sweep stopped here resumes exactly like a sequential one."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(cells[0].dataset, n_mels, threads)
+    ) as pool:
+        futures = [pool.submit(_run_cell, cell) for cell in cells]  # submitted seed-major
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({jobs} jobs)"):
+            future.result()  # a failed cell stops the sweep, as it does sequentially
 
 
 def run(args: SweepArgs) -> dict:
@@ -192,40 +269,37 @@ def run(args: SweepArgs) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
     cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
-    todo = [
-        c for c in cells if not (_cell_dir(output, c[0], c[1].requested, c[2]) / "results.json").is_file()
-    ]
+    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]))]
     # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
     inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
     baseline_window = args.window_samples or _shared_window(inits.values())
-    done, skipped = 0, len(cells) - len(todo)
-    bar = tqdm(todo, desc="sweep")
-    for objective, plan, seed in bar:
-        cell = _cell_dir(output, objective, plan.requested, seed)
-        init = inits[objective]
-        bar.set_postfix(objective=objective, n=plan.used, seed=seed)
-        result = finetune.run(
-            finetune.FinetuneArgs(
-                dataset=args.dataset,
-                init=init,
-                output=str(cell),
-                n=plan.requested,
-                seed=seed,
-                epochs=budget["finetune_epochs"],
-                unfreeze_epoch=budget["unfreeze_epoch"],
-                max_examples=budget["max_examples"],
-                batch_size=args.batch_size,
-                window_samples=baseline_window,  # used by the from-scratch baseline only
-                checkpoint_every=0,
-                save_model=False,
-                cap_n=True,
-                show_progress=False,
-            ),
-            genres=genres,
+    skipped = len(cells) - len(todo)
+    cell_args = [
+        finetune.FinetuneArgs(
+            dataset=args.dataset,
+            init=inits[objective],
+            output=str(_cell_dir(output, objective, plan.requested, seed)),
+            n=plan.requested,
+            seed=seed,
+            epochs=budget["finetune_epochs"],
+            unfreeze_epoch=budget["unfreeze_epoch"],
+            max_examples=budget["max_examples"],
+            batch_size=args.batch_size,
+            window_samples=baseline_window,  # used by the from-scratch baseline only
+            checkpoint_every=0,
+            save_model=False,
+            cap_n=True,
+            show_progress=False,
+            objective=objective,  # recorded in the cell's results.json, written last by the loop
         )
-        result["objective"] = objective
-        (cell / "results.json").write_text(json.dumps(result, indent=2))
-        done += 1
+        for objective, plan, seed in todo
+    ]
+    if args.jobs > 1 and len(cell_args) > 1:
+        run_parallel(cell_args, args.jobs, (dataset_fe or {}).get("feature_size"))
+    else:
+        for cell in tqdm(cell_args, desc="sweep"):
+            finetune.run(cell, genres=genres)
+    done = len(cell_args)
     wall = time.time() - started
     report = write_report(args, collect(args), used, budget, wall)
     return {**report, "ran": done, "skipped": skipped, "wall_seconds": round(wall, 1), "output": str(output)}

@@ -5,9 +5,11 @@ Run locally: `python space/app.py [--model DIR|hub:ID@REV] [--classifier DIR|hub
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +20,9 @@ sys.path.insert(
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
-from audio_input import UploadError, decode_upload  # noqa: E402
+from clip_reader import ClipReader, Limits, ReadError  # noqa: E402
 from config import (  # noqa: E402
+    CONCURRENCY,
     MAKE_CLASSIFIER,
     MAKE_LIBRARY,
     MAKE_MODEL,
@@ -28,6 +31,9 @@ from config import (  # noqa: E402
     MAX_LABELS,
     MAX_QUERY_CHARS,
     MAX_UPLOAD_MB,
+    QUEUE_SIZE,
+    WORKER_MEMORY_MB,
+    WORKER_START_SECONDS,
     SpaceConfig,
     missing,
     parse_args,
@@ -65,6 +71,8 @@ class Services:
         else:
             self.library = self._load("library", cfg.library, MAKE_LIBRARY, lambda r: Library(r, self.model))
         self.match_floor = library_match_floor(self.library) if self.library else None
+        limits = Limits(cfg.request_seconds, WORKER_START_SECONDS, WORKER_MEMORY_MB)
+        self.reader = ClipReader(cfg.read_workers, limits, MAX_ANALYSED_SECONDS)
 
     def _load(self, what: str, ref: str, command: str, loader: Callable):
         message = missing(ref, what, command, remote_code=what != "library")
@@ -84,13 +92,30 @@ class Services:
             raise gr.Error(self.problems[what], title=f"No {what}")
         return service
 
+    def read_clip(self, path: str | None, what: str) -> tuple[Clip, str]:
+        """The upload read in a worker process with the `what` ("model"/"classifier") feature extractor."""
+        try:
+            return self.reader.read(path, getattr(self.cfg, what))
+        except ReadError as err:
+            raise gr.Error(str(err), title="Cannot use this clip") from None
 
-def read_clip(path: str | None, prepare: Callable) -> tuple[Clip, str]:
-    try:
-        audio, sampling_rate, note = decode_upload(path, MAX_ANALYSED_SECONDS)
-        return prepare(audio, sampling_rate), note
-    except (UploadError, ValueError) as err:
-        raise gr.Error(str(err), title="Cannot use this clip") from None
+
+def for_visitors(handler: Callable) -> Callable:
+    """An unexpected error becomes a plain message on the page; its details go to the server log."""
+
+    @functools.wraps(handler)
+    def answer(*args):
+        try:
+            return handler(*args)
+        except gr.Error:
+            raise
+        except Exception:
+            traceback.print_exc()
+            raise gr.Error(
+                "Something went wrong on the server while answering. Please try again.", title="Error"
+            ) from None
+
+    return answer
 
 
 def parse_labels(text: str) -> list[str]:
@@ -125,25 +150,28 @@ def players(hits: list[Hit]) -> list:
 def build_ui(services: Services) -> gr.Blocks:
     problems = services.problems
 
+    @for_visitors
     def genre(path: str | None):
         classifier = services.need("classifier")
         started = time.perf_counter()
-        clip, note = read_clip(path, classifier.prepare)
+        clip, note = services.read_clip(path, "classifier")
         probs, flagged = classifier.classify(clip)
         fe = classifier.feature_extractor
         image = mel_image(clip.mel, fe.sampling_rate, fe.hop_length)
         took = f"Answered in {time.perf_counter() - started:.2f} s. {note}".strip()
         return probs, image, "\n\n".join(filter(None, [ood_note(flagged), took]))
 
+    @for_visitors
     def zero_shot(path: str | None, labels_text: str):
         model = services.need("model")
         labels = parse_labels(labels_text)
-        clip, note = read_clip(path, model.prepare)
+        clip, note = services.read_clip(path, "model")
         scored = note or f"{len(labels)} labels scored."
         return model.zero_shot(clip, labels), "\n\n".join(
             filter(None, [ood_note(model.out_of_distribution(clip)), scored])
         )
 
+    @for_visitors
     def search_text(query: str, k: float):
         library = services.need("library")
         query = (query or "").strip()
@@ -157,10 +185,11 @@ def build_ui(services: Services) -> gr.Blocks:
         warning = weak_match_note(hits[0].score if hits else None, services.match_floor)
         return results_table(hits, RESULT_COLUMNS), warning, *players(hits)
 
+    @for_visitors
     def search_clip(path: str | None, k: float):
         library = services.need("library")
         model = library.model
-        clip, note = read_clip(path, model.prepare)
+        clip, note = services.read_clip(path, "model")
         embedding = model.audio_embeddings([clip.mel])[0]
         hits = library.search_audio(embedding, int(k))
         captions = library.search_captions(embedding, int(k))
@@ -171,6 +200,7 @@ def build_ui(services: Services) -> gr.Blocks:
             *players(hits),
         )
 
+    @for_visitors
     def library_map(method: str):
         library = services.need("library")
         points = pd.DataFrame(library.projection(method))
@@ -184,7 +214,8 @@ def build_ui(services: Services) -> gr.Blocks:
         gr.Markdown(
             "# MusicCLIP\nAn audio encoder pretrained against LLM pseudo-captions, then finetuned for genre. "
             f"Upload or record a clip (files up to {MAX_UPLOAD_MB} MB; the first "
-            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track)."
+            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track; "
+            f"reading a file may take at most {services.cfg.request_seconds:g} s)."
         )
         gr.Markdown(
             f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
@@ -277,12 +308,13 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     services = Services(cfg)
     demo = build_ui(services)
-    allowed = [str(services.library.audio_dir)] if services.library else []
-    demo.queue(default_concurrency_limit=2).launch(
+    allowed = [str(services.library.audio_dir), *services.library.audio_roots] if services.library else []
+    services.reader.wait_ready()  # it started with Services: its imports overlapped the model loading
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
         server_name=cfg.host,
         server_port=cfg.port,
         share=False,
-        show_error=True,
+        show_error=False,  # gr.Error messages are still shown; anything else would show internals
         max_file_size=f"{MAX_UPLOAD_MB}mb",
         allowed_paths=allowed,
         theme=gr.themes.Soft(),

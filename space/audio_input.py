@@ -1,8 +1,8 @@
-"""Decode an uploaded file (audio or the audio track of a video) into samples, with readable failures."""
+"""An uploaded file (audio or the audio track of a video) → the model's waveform, with failures worded for a visitor."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,39 +11,27 @@ class UploadError(ValueError):
     """A problem with the visitor's file, worded for the visitor."""
 
 
-def decode_upload(path: str | None, max_seconds: float) -> tuple[np.ndarray, int, str]:
-    """Return `(samples (channels, n), sampling_rate, note)` at the file's own rate.
+def decode_upload(path: str | None, feature_extractor: Any, max_seconds: float) -> tuple[np.ndarray, str]:
+    """Return `(waveform, note)`: mono float32 at the extractor's rate, and a note when the clip was cut.
 
-    Resampling and downmixing stay in the feature extractor (the one mel path); only the first
-    `max_seconds` are decoded so a 20-minute upload costs the same as a 4.5-minute one.
+    The served model folder's own audio path does the work (`feature_extractor.load_audio`, from
+    `audio_music_clip.py` next to the model's code; the Space folder does not ship the repository): the same
+    decode, downmix, resampler and acceptance rules as the dataset builder and the processor. Only the first
+    `max_seconds` are decoded, in bounded chunks, so a long or high-rate upload costs what a short one does.
     """
     if not path:
         raise UploadError("Upload or record a clip first.")
-    from torchcodec.decoders import AudioDecoder  # loads FFmpeg's libraries: seconds, so not at start-up
-
-    name = Path(path).name
-    try:
-        decoder = AudioDecoder(path)
-        duration = decoder.metadata.duration_seconds
-        if duration == 0:
-            raise UploadError(f"`{name}` contains no audio samples (an empty recording?).")
-        samples = decoder.get_samples_played_in_range(0.0, max_seconds)
-    except UploadError:
-        raise
-    except Exception as err:  # torchcodec raises RuntimeError/ValueError for broken or non-audio files
-        if "No audio frames were decoded" in str(err):
-            raise UploadError(f"`{name}` contains no audio samples (an empty recording?).") from err
+    load = getattr(feature_extractor, "load_audio", None)
+    if load is None:  # a model folder saved before audio_music_clip existed
         raise UploadError(
-            f"Could not read audio from `{name}`: is it an audio or video file? ({err})"
-        ) from err
-    audio = samples.data.numpy()
-    if audio.size == 0 or audio.shape[-1] == 0:
-        raise UploadError(f"`{name}` contains no audio samples (an empty recording?).")
-    if not np.isfinite(audio).all():
-        raise UploadError(f"`{name}` decodes to invalid (non-finite) samples.")
-    if not np.any(audio):
-        raise UploadError(f"`{name}` is silent: there is nothing to analyse.")
+            "The served model was saved by an older MusicCLIP: save it again to analyse uploads."
+        )
+    try:
+        loaded = load(path, max_seconds=max_seconds)
+    except ValueError as err:  # AudioRejected: its message is written for the visitor
+        raise UploadError(str(err)) from None
     note = ""
-    if duration is not None and duration > max_seconds + 0.5:
+    duration = loaded.info.get("native_duration_s")
+    if loaded.info.get("truncated") and duration:
         note = f"Analysed the first {max_seconds / 60:.1f} of {duration / 60:.1f} minutes."
-    return audio, int(samples.sample_rate), note
+    return loaded.waveform, note

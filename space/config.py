@@ -25,9 +25,20 @@ MAKE_CLASSIFIER = (
 )
 
 # Limits a visitor is told about: uploads above MAX_UPLOAD_MB are refused by the server; longer clips are
-# analysed over their first MAX_ANALYSED_SECONDS (the thesis' 4.5-minute window).
+# analysed over their first MAX_ANALYSED_SECONDS, the dataset builder's limit (audio_music_clip.MAX_SECONDS: the
+# Space folder cannot import the repository; tests/test_audio_path.py asserts the two agree).
 MAX_UPLOAD_MB = 50
-MAX_ANALYSED_SECONDS = 270.0
+MAX_ANALYSED_SECONDS = 600.0
+# Serving limits (README "Limits"). Each upload is decoded and turned into a log-mel in a worker process, so a
+# file can neither hang nor kill the server: a read past the time limit, or a worker that dies, is answered
+# with a message and the worker is replaced. Anonymous memory a worker may add after its imports is capped.
+# One worker by default: the server (~1.3 GB) and a worker (~1 GB after importing torch) fit in 3 GB.
+REQUEST_SECONDS = 60.0
+READ_WORKERS = 1
+WORKER_MEMORY_MB = 512
+WORKER_START_SECONDS = 180.0  # importing torch on a busy 2-vCPU Space can take a minute
+QUEUE_SIZE = 16  # waiting events beyond this are refused with gradio's "queue is full" message
+CONCURRENCY = 2  # events of one kind served at once (gradio's default_concurrency_limit)
 MAX_LABELS = 500
 MAX_LABEL_CHARS = 200
 MAX_QUERY_CHARS = 1000
@@ -40,6 +51,8 @@ class SpaceConfig:
     library: str
     port: int
     host: str = "127.0.0.1"
+    request_seconds: float = REQUEST_SECONDS
+    read_workers: int = READ_WORKERS
 
 
 # A Hub repo is only ever asked for explicitly: `hub:owner/name@revision`. Anything else is a local path, so a
@@ -103,11 +116,27 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="bind address (a Space sets GRADIO_SERVER_NAME=0.0.0.0)",
     )
+    parser.add_argument(
+        "--request-seconds",
+        type=float,
+        default=float(os.environ.get("MUSICCLIP_REQUEST_SECONDS", REQUEST_SECONDS)),
+        help="time limit for reading one upload; a read past it is stopped and its worker replaced",
+    )
+    parser.add_argument(
+        "--read-workers",
+        type=int,
+        default=int(os.environ.get("MUSICCLIP_READ_WORKERS", READ_WORKERS)),
+        help="worker processes that decode uploads (each holds ~1 GB)",
+    )
     args = parser.parse_args(argv)
+    if args.request_seconds <= 0 or args.read_workers < 1:
+        parser.error("--request-seconds must be > 0 and --read-workers >= 1")
     return SpaceConfig(
         resolve(args.model, DEFAULT_MODEL),
         resolve(args.classifier, DEFAULT_CLASSIFIER),
         resolve(args.library, DEFAULT_LIBRARY),
         args.port,
         args.host,
+        args.request_seconds,
+        args.read_workers,
     )

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from audio_input import decode_upload
 from config import locate
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForAudioClassification,
     AutoProcessor,
+    ZeroShotAudioClassificationPipeline,
     pipeline,
 )
 
@@ -41,13 +43,13 @@ class ContrastiveModel:
         # The very object `pipeline("zero-shot-audio-classification", model=ref)` would build, minus a reload.
         self.zero_shot_pipe = pipeline(
             "zero-shot-audio-classification",
+            # The stock class: uploads reach it as the one audio path's waveform (mono at the model's rate), and a
+            # folder's own class (custom_pipelines) cannot be resolved from a model object.
+            pipeline_class=ZeroShotAudioClassificationPipeline,
             model=self.model,
             feature_extractor=self.feature_extractor,
             tokenizer=self.tokenizer,
         )
-
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
 
     @torch.inference_mode()
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
@@ -83,12 +85,7 @@ class GenreClassifier:
         self.model = AutoModelForAudioClassification.from_pretrained(
             name, revision=revision, trust_remote_code=True
         ).eval()
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
-            name, revision=revision, trust_remote_code=True
-        )
-
-    def prepare(self, audio: np.ndarray, sampling_rate: int) -> Clip:
-        return prepare_clip(self.feature_extractor, audio, sampling_rate)
+        self.feature_extractor = load_feature_extractor(ref)
 
     @torch.inference_mode()
     def classify(self, clip: Clip) -> tuple[dict[str, float], bool | None]:
@@ -148,9 +145,20 @@ def weak_match_note(best_score: float | None, floor: float | None) -> str:
     )
 
 
-def prepare_clip(feature_extractor, audio: np.ndarray, sampling_rate: int) -> Clip:
-    """prepare_waveform → log_mel: the extractor's own steps, kept so the tab can also draw the mel."""
-    waveform = feature_extractor.prepare_waveform(audio, sampling_rate)
+def load_feature_extractor(ref: str):
+    """A served folder's (or pinned Hub repo's) feature extractor, with its remote code."""
+    name, revision = locate(ref, remote_code=True)
+    return AutoFeatureExtractor.from_pretrained(name, revision=revision, trust_remote_code=True)
+
+
+def read_clip(path: str | None, feature_extractor, max_seconds: float) -> tuple[Clip, str]:
+    """An upload → its Clip and a note for the visitor: all a file goes through before the model."""
+    waveform, note = decode_upload(path, feature_extractor, max_seconds)
+    return prepare_clip(feature_extractor, waveform), note
+
+
+def prepare_clip(feature_extractor, waveform: np.ndarray) -> Clip:
+    """The waveform from `audio_input.decode_upload` → log_mel, kept so the tab can also draw the mel."""
     mel = feature_extractor.log_mel(waveform)
     return Clip(waveform=waveform, mel=mel, sampling_rate=feature_extractor.sampling_rate)
 

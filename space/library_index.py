@@ -2,11 +2,14 @@
 
 Embeddings and indexes are cached on disk next to the dataset under a key made of the model's and the
 dataset's fingerprints, so a new checkpoint or a rebuilt dataset gets a fresh index and a restart reuses it.
+An index folder written by `music-clip index` (it has `index.json`) is served as it is: its rows, embeddings and
+FAISS index, with results played from the original files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import uuid
@@ -32,6 +35,15 @@ AUDIO_INDEX = "audio_embedding"
 TEXT_INDEX = "caption_embedding"
 META_COLUMNS = ["track_id", "title", "artist", "source", "caption", "genre"]
 EXACT_LIMIT = 20_000  # below this an exact IndexFlatIP answers in well under a millisecond
+# The approximate index (benchmarks/bench_search.py measures recall@10 against exact search and p95 latency at
+# 1M vectors on 2 cores): inverted lists over 4-bit fast-scan PQ codes (a SIMD scan of half the lists costs a
+# few ms), the best 30 × k candidates re-ranked on the full vectors (RFlat), so the codes' coarseness costs no
+# recall. A k-means over √n lists trains on 64 points per list. At 1M, recall@10 is 0.857 / 0.912 / 0.970 with
+# 1/8, 1/4, 1/2 of the lists probed: neighbours of one cluster spread over many lists, hence the half.
+APPROX_PROBE_SHARE = 2  # nprobe = nlist / 2
+APPROX_REFINE = 30  # k_factor_rf
+TRAIN_POINTS_PER_LIST = 64
+INDEX_DONE_FILE = "index.json"  # marks a finished `music-clip index` folder
 MAP_POINTS = 3_000
 CACHE_DIR_NAME = ".musicclip-space"  # the library map shows a fixed-seed sample of at most this many tracks
 
@@ -48,37 +60,53 @@ class Hit:
     audio_path: str | None = None
 
 
-def index_factory(n: int) -> tuple[str, int]:
-    """FAISS factory string and nprobe for `n` vectors: exact when small, inverted lists (IVF) beyond.
-
-    nlist ≈ √n lists (k-means stays seconds at 1M); nprobe = nlist / 8 scans an eighth of the library, which
-    benchmarks/bench_search.py shows is the knee of recall@10 against latency at 100k and 1M tracks.
-    """
-    if n <= EXACT_LIMIT:
-        return "Flat", 0
-    nlist = int(2 ** round(math.log2(math.sqrt(n))))
-    return f"IVF{nlist},Flat", max(8, nlist // 8)
-
-
-def add_index(ds: Dataset, column: str) -> None:
-    """`ds.add_faiss_index` with inner product on the (already L2-normalised) column."""
-    factory, nprobe = index_factory(len(ds))
-    # k-means on 64 points per list is plenty (FAISS warns below 39) and keeps a 1M build to seconds
-    train_size = min(len(ds), 64 * int(factory[3:].split(",")[0])) if nprobe else None
-    ds.add_faiss_index(
-        column, string_factory=factory, metric_type=faiss.METRIC_INNER_PRODUCT, train_size=train_size
-    )
-    set_nprobe(ds.get_index(column).faiss_index, nprobe)
+def index_factory(n: int, approximate: bool | None = None, dim: int = 512) -> tuple[str, str]:
+    """FAISS factory string and search parameters for `n` vectors of `dim`: exact up to `EXACT_LIMIT`, the
+    approximate type beyond (or as `approximate` forces, e.g. for a test or a user's choice; PQ training needs
+    16 vectors at least, so fewer stay exact)."""
+    if approximate is None:
+        approximate = n > EXACT_LIMIT
+    if not approximate or n < 16:
+        return "Flat", ""
+    nlist = max(1, 2 ** round(math.log2(math.sqrt(n))))
+    factory = f"IVF{nlist},PQ{max(2, dim // 8)}x4fs,RFlat"
+    nprobe = min(nlist, max(8, nlist // APPROX_PROBE_SHARE))  # a small library: every list
+    return factory, f"nprobe={nprobe},k_factor_rf={APPROX_REFINE}"
 
 
-def set_nprobe(index: faiss.Index, nprobe: int) -> None:
-    if nprobe:  # 0 = exact index, which has no nprobe
-        faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+def add_index(ds: Dataset, column: str, approximate: bool | None = None) -> dict:
+    """`ds.add_faiss_index` with inner product on the (already L2-normalised) column; returns its type."""
+    dim = len(ds[0][column])
+    factory, params = index_factory(len(ds), approximate, dim)
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:  # on a random sample: a library sorted by folder would bias the first rows
+        nlist = int(factory[3:].split(",")[0])
+        rows = np.random.default_rng(0).permutation(len(ds))[: TRAIN_POINTS_PER_LIST * nlist]
+        index.train(np.asarray(ds.select(np.sort(rows)).with_format("numpy")[column], dtype=np.float32))
+    ds.add_faiss_index(column, custom_index=index)
+    set_search_params(ds.get_index(column).faiss_index, params)
+    return {"factory": factory, "search_params": params}
+
+
+def set_search_params(index: faiss.Index, params: str) -> None:
+    if params:  # "" = exact index, which has none
+        faiss.ParameterSpace().set_index_parameters(index, params)
+
+
+def index_file_name(n: int) -> str:
+    """The cached index's file name carries its type, so a cache from another index type is never reused."""
+    factory, params = index_factory(n)
+    return "audio-" + hashlib.sha256(f"{factory}:{params}".encode()).hexdigest()[:8] + ".faiss"
 
 
 def model_fingerprint(model: torch.nn.Module, feature_extractor) -> str:
     """Content hash of the weights and the mel settings: any change to either means new embeddings."""
-    digest = hashlib.sha256(feature_extractor.to_json_string().encode())
+    # The mel settings only (not which class or processor saved them), so the Space's AutoProcessor and the
+    # indexer's extractor agree on one model.
+    settings = {
+        k: v for k, v in feature_extractor.to_dict().items() if k not in ("processor_class", "auto_map")
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -137,6 +165,11 @@ class Library:
     def __init__(self, ref: str, model, cache_root: str | None = None, batch_size: int = 8):
         self.ref = ref
         self.model = model
+        self.audio_roots: list[str] = []  # folders of original files results are played from
+        self._projections: dict[str, dict[str, list]] = {}
+        if (Path(ref) / INDEX_DONE_FILE).is_file():
+            self._open_index_folder(Path(ref), cache_root)
+            return
         local = Path(ref).is_dir()
         # datasets 5.2 reuses its Arrow cache for a rebuilt local folder (same config hash), so a local
         # library gets a datasets cache of its own, keyed by the folder's files.
@@ -177,18 +210,54 @@ class Library:
             new_fingerprint=f"{fp}-captions",
             desc="Embedding the captions",
         )
-        self._attach(self.tracks, AUDIO_INDEX, self.cache_dir / "audio.faiss")
+        self._attach(self.tracks, AUDIO_INDEX, self.cache_dir / index_file_name(len(self.tracks)))
 
         if len(self.captions):
             self._attach(self.captions, TEXT_INDEX, self.cache_dir / "captions.faiss")
         self.genres = sorted({g for g in self.tracks["genre"] if g})
-        self._projections: dict[str, dict[str, list]] = {}
+        self.index_type = index_factory(len(self.tracks))[0]
+
+    def _open_index_folder(self, folder: Path, cache_root: str | None) -> None:
+        """A `music-clip index` folder: its rows and FAISS index as they are (same model required)."""
+        info = json.loads((folder / INDEX_DONE_FILE).read_text(encoding="utf-8"))
+        mine = model_fingerprint(self.model.model, self.model.feature_extractor)
+        if info["model_fingerprint"] != mine:
+            raise ValueError(
+                f"the index folder {folder} was embedded with model {info['model']} (fingerprint "
+                f"{info['model_fingerprint']}), not with this Space's model ({mine}): index it with this model"
+            )
+        rows = Dataset.from_parquet(str(folder / "library.parquet"))
+        n = len(rows)
+        self.audio_rows = Dataset.from_dict(
+            {
+                "track_id": rows["path"],
+                "title": rows["title"],
+                "artist": rows["artist"],
+                "source": ["library"] * n,
+                "caption": [""] * n,
+                "genre": [f.split("/")[0] for f in rows["folder"]],  # the top folder: a genre by convention
+                "audio": [{"bytes": None, "path": p} for p in rows["path"]],
+            }
+        ).cast_column("audio", Audio(decode=False))
+        self.embeddings = rows.select_columns([AUDIO_INDEX])
+        self.tracks = concatenate_datasets(
+            [self.audio_rows.select_columns(META_COLUMNS), self.embeddings], axis=1
+        )
+        self.tracks.load_faiss_index(AUDIO_INDEX, str(folder / f"{AUDIO_INDEX}.faiss"))
+        set_search_params(self.tracks.get_index(AUDIO_INDEX).faiss_index, info["index"]["search_params"])
+        self.index_type = info["index"]["factory"]
+        self.captions = self.audio_rows.select([]).select_columns(META_COLUMNS)
+        self.genres = sorted({g for g in self.tracks["genre"] if g})
+        self.audio_roots = [info["audio_dir"]]
+        self.cache_dir = _cache_base(str(folder), cache_root) / "index-folder"
+        self.audio_dir = self.cache_dir / "audio"
+        self.audio_dir.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def _attach(ds: Dataset, column: str, path: Path) -> None:
         if path.exists():
             ds.load_faiss_index(column, path)
-            set_nprobe(ds.get_index(column).faiss_index, index_factory(len(ds))[1])
+            set_search_params(ds.get_index(column).faiss_index, index_factory(len(ds))[1])
         else:
             add_index(ds, column)
             with _temp_beside(path) as partial:

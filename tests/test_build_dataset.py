@@ -108,7 +108,7 @@ def test_bad_files_are_skipped_with_their_reason_and_counted(folder_build: tuple
     assert reasons["corrupt.ogg"].startswith("cannot decode")
     assert reasons["empty.wav"].startswith("empty file")
     assert reasons["truncated.opus"].startswith(("cannot decode", "too short"))
-    assert reasons["short.wav"].startswith("too short: 0.10 s")
+    assert reasons["short.wav"].startswith("too short: 0.1 s is too short: at least 1 s is needed")
     assert reasons["silent.wav"].startswith("silent")
     assert reasons["notes.txt"].startswith("not an audio file extension")
     assert reasons["same_audio_again.opus"].startswith("duplicate audio")

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import TINY_WINDOW_SAMPLES
 
+from audio_music_clip import AudioRejected
 from feature_extraction_music_clip import MusicClipFeatureExtractor
 
 SR = 16000
@@ -31,7 +32,7 @@ def test_thesis_window_gives_64_by_4219():
         (np.zeros((2, 3, 4), np.float32), "1-D .* or 2-D"),
         (np.ones(100, dtype=bool), "dtype bool"),
         (np.ones(100, dtype=np.complex64), "dtype complex64"),
-        (["a", "b"], "dtype"),
+        (np.array(["a", "b"]), "dtype"),  # a list of strings is a batch of file paths
     ],
 )
 def test_bad_audio_raises_clear_value_error(fe, audio, message):
@@ -43,16 +44,24 @@ def test_bad_sampling_rate(fe):
     with pytest.raises(ValueError, match="sampling_rate"):
         fe(np.zeros(100, np.float32), sampling_rate=0)
     with pytest.warns(UserWarning, match="No sampling_rate"):
-        fe(np.zeros(16000, np.float32))
+        fe(np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32))
 
 
-def test_short_silent_and_odd_inputs_work(fe):
-    silent = fe(np.zeros(SR * 5, np.float32), sampling_rate=SR)
-    assert torch.count_nonzero(silent["input_features"]) == 0  # log(1 + 0) = 0: silence is exactly 0
-    tenth = fe(np.random.default_rng(1).uniform(-1, 1, 1600).astype(np.float32), sampling_rate=SR)
-    assert tenth["input_features"].shape == (1, 1, 64, fe.window_frames)
-    tiny = fe(np.ones(3, np.float32) * 0.5, sampling_rate=SR)  # 3 samples: still one padded window
-    assert tiny["window_mask"].tolist() == [[1]]
+def test_short_and_silent_clips_are_rejected_like_the_builder_does(fe):
+    # Until issue 11 the extractor answered for these; the builder skipped them. One rule now.
+    noise = np.random.default_rng(1).uniform(-1, 1, SR * 5).astype(np.float32)
+    with pytest.raises(AudioRejected, match=r"^The clip is silent \(digital silence") as err:
+        fe(np.zeros(SR * 5, np.float32), sampling_rate=SR)
+    assert err.value.reason == "silent"
+    with pytest.raises(AudioRejected, match=r"^0\.1 s is too short: at least 1 s is needed"):
+        fe(noise[:1600], sampling_rate=SR)
+    with pytest.raises(AudioRejected, match="too short"):
+        fe(noise[:3], sampling_rate=SR)
+    # Below the threshold the features are still computable on request (check=False): silence is exactly 0.
+    silent = fe.log_mel(fe.prepare_waveform(np.zeros(SR * 5, np.float32), SR, check=False))
+    assert np.count_nonzero(silent) == 0  # log(1 + 0) = 0
+    one_second = fe(noise[:SR], sampling_rate=SR)  # exactly the minimum: one padded window
+    assert one_second["window_mask"].tolist() == [[1]]
 
 
 def test_multichannel_is_downmixed_either_layout(fe):
@@ -96,13 +105,13 @@ def test_windows_cover_long_clips_without_padding(fe):
 
 def test_batch_list_and_determinism(fe):
     rng = np.random.default_rng(4)
-    clips = [rng.uniform(-1, 1, n).astype(np.float32) for n in (SR * 2, SR * 9, SR // 2)]
+    clips = [rng.uniform(-1, 1, n).astype(np.float32) for n in (SR * 2, SR * 9, SR + 7)]
     batch = fe(clips, sampling_rate=SR)
     alone = fe(clips[1], sampling_rate=SR)
     windows = int(alone["window_mask"].sum())
     assert torch.equal(batch["input_features"][1, :windows], alone["input_features"][0])
     assert torch.equal(fe(clips, sampling_rate=SR)["input_features"], batch["input_features"])
-    with pytest.raises(ValueError, match="clip 1: audio is empty"):
+    with pytest.raises(ValueError, match="clip 1: The audio is empty"):
         fe([clips[0], np.zeros(0, np.float32)], sampling_rate=SR)
 
 

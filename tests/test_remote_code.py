@@ -23,7 +23,9 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     for name in ("configuration_music_clip", "modeling_music_clip", "losses_music_clip",
-                 "feature_extraction_music_clip", "processing_music_clip", "train", "build_dataset"):
+                 "feature_extraction_music_clip", "processing_music_clip", "audio_music_clip", "pipeline_music_clip",
+                 "train",
+                 "build_dataset"):
         sys.modules[name] = None  # any import of the repository now fails
     import numpy as np, torch
     from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification,
@@ -35,6 +37,9 @@ CHILD = textwrap.dedent(
     AutoFeatureExtractor.from_pretrained(model_dir, trust_remote_code=True)
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
     inputs = processor(audio=[wave], sampling_rate=44100, text=["a sad folk song", "a jig"], return_tensors="pt")
+    import soundfile
+    soundfile.write("clip.wav", wave, 44100, subtype="FLOAT")  # a path goes through the folder's audio path too
+    path_gap = float((processor(audio="clip.wav")["input_features"] - inputs["input_features"]).abs().max())
     with torch.no_grad():
         out = model(**inputs)
     zero_shot = pipeline("zero-shot-audio-classification", model=model_dir, trust_remote_code=True)
@@ -43,10 +48,17 @@ CHILD = textwrap.dedent(
     clf = AutoModelForAudioClassification.from_pretrained(clf_dir, trust_remote_code=True)
     classify = pipeline("audio-classification", model=clf_dir, trust_remote_code=True)
     result = classify({"raw": wave, "sampling_rate": 44100}, top_k=3)
+    # The folder's pipelines take what the processor takes (a path, a stereo dict) through the one audio path.
+    by_label = lambda answer: {r["label"]: r["score"] for r in answer}
+    same_input = [by_label(classify(x, top_k=3)) for x in ("clip.wav", {"raw": np.stack([wave, wave]), "sampling_rate": 44100})]
+    zs_path = by_label(zero_shot("clip.wav", candidate_labels=labels))
+    zs_dict = by_label(zero_shot({"raw": wave, "sampling_rate": 44100}, candidate_labels=labels))
     print(json.dumps({
         "model_class": type(model).__name__, "config_class": type(config).__name__,
         "module": type(model).__module__, "logits": out.logits_per_audio.tolist(),
-        "zero_shot": zs, "clf_class": type(clf).__name__, "classify": result,
+        "zero_shot": zs, "clf_class": type(clf).__name__, "classify": result, "path_gap": path_gap,
+        "pipes": [type(zero_shot).__name__, type(classify).__name__], "same_input": same_input,
+        "zs_path": zs_path, "zs_dict": zs_dict,
     }))
     """
 )
@@ -81,6 +93,8 @@ def test_folders_hold_safetensors_and_code(saved_folders):
         "modeling_music_clip.py",
         "losses_music_clip.py",
         "processing_music_clip.py",
+        "audio_music_clip.py",
+        "pipeline_music_clip.py",
         "README.md",
     } <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
@@ -110,6 +124,16 @@ def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
     assert result["model_class"] == "MusicClipModel" and result["config_class"] == "MusicClipConfig"
     assert result["module"].startswith("transformers_modules"), result["module"]  # code came from the folder
     assert str(REPO) not in result["module"]
+    assert result["path_gap"] <= 1e-4  # a file and its samples give the same features in remote code
+    assert result["pipes"] == [
+        "MusicClipZeroShotAudioClassificationPipeline",
+        "MusicClipAudioClassificationPipeline",
+    ]
+    scores = {r["label"]: r["score"] for r in result["classify"]}
+    for answer in result["same_input"]:  # the file, and the stereo dict, score as the mono samples did
+        assert answer.keys() == scores.keys()
+        assert max(abs(answer[k] - scores[k]) for k in scores) <= 1e-4, (answer, scores)
+    assert max(abs(result["zs_path"][k] - result["zs_dict"][k]) for k in result["zs_dict"]) <= 1e-4
     # The same scores as in this process.
     processor = MusicClipProcessor.from_pretrained(model_dir, trust_remote_code=True)
     wave = (0.3 * np.sin(2 * np.pi * 220 * np.arange(44100 * 6) / 44100)).astype(np.float32)

@@ -1,0 +1,86 @@
+"""One audio file → one L2-normalised track embedding, the way the indexer, `search --like` and the benchmark
+all do it: the project's audio read → the feature extractor's log-mel → the model's multi-window path (windows
+spread evenly over the whole track, embeddings pooled by the model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MAX_SECONDS = 600.0  # longer files: the first ten minutes (as the dataset builder)
+
+
+def read_waveform(path: Path, fe, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """The one place this package reads audio: any format FFmpeg reads → mono float32 at the extractor's rate.
+
+    Raises `ValueError` with FFmpeg's or the extractor's reason for a file it cannot use.
+    """
+    from music_clip_data.decode import SkipClip, decode_16k_mono
+
+    try:
+        samples, _ = decode_16k_mono(Path(path), int(fe.sampling_rate), max_seconds)
+    except SkipClip as err:
+        raise ValueError(str(err)) from None
+    return np.clip(fe.prepare_waveform(samples, sampling_rate=int(fe.sampling_rate)), -1.0, 1.0)
+
+
+def read_tags(path: Path) -> tuple[str, str]:
+    """Title and artist from the file's tags (FLAC/Vorbis comments, ID3, Opus...), empty when absent."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            return (handle.title or "").strip(), (handle.artist or "").strip()
+    except Exception:  # libsndfile cannot open every container FFmpeg can (m4a, webm): no tags then
+        return "", ""
+
+
+@dataclass
+class Embedder:
+    """A MusicClipModel's audio side (model folder) with its feature extractor and processor."""
+
+    model_dir: str
+    load_text: bool = False
+
+    def __post_init__(self) -> None:
+        from feature_extraction_music_clip import MusicClipFeatureExtractor
+        from modeling_music_clip import MusicClipModel
+
+        self.model = MusicClipModel.from_pretrained(self.model_dir).eval()
+        self.fe = MusicClipFeatureExtractor.from_pretrained(self.model_dir)
+        self.processor = None
+        if self.load_text:  # the local classes, not the folder's remote code (nothing to trust or copy)
+            from transformers import PreTrainedTokenizerFast
+
+            from processing_music_clip import MusicClipProcessor
+
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(self.model_dir)
+            self.processor = MusicClipProcessor(self.fe, tokenizer)
+
+    @torch.inference_mode()
+    def audio(self, waveform: np.ndarray) -> np.ndarray:
+        feats = self.fe.window([self.fe.log_mel(waveform)])
+        z = self.model.get_audio_features(feats["input_features"], feats["window_mask"])
+        return _normalise(z)[0]
+
+    def file(self, path: Path) -> tuple[np.ndarray, float]:
+        """(embedding, seconds read) of one file."""
+        wave = read_waveform(path, self.fe)
+        return self.audio(wave), wave.size / self.fe.sampling_rate
+
+    @torch.inference_mode()
+    def text(self, text: str) -> np.ndarray:
+        if self.processor is None:
+            raise RuntimeError("Embedder(load_text=True) is needed for text queries")
+        tokens = self.processor(text=[text])
+        z = self.model.get_text_features(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        )
+        return _normalise(z)[0]
+
+
+def _normalise(z: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(z.float(), dim=-1).cpu().numpy().astype(np.float32)
