@@ -51,6 +51,10 @@ class MusicClipConfig(PretrainedConfig):
         max_logit_scale: the scale (after exp) is clamped at this value.
         triplet_margin, triplet_distance: STL margin and distance on normalised z ("cosine" or "squared_l2").
         classifier_hidden_size: hidden size of the downstream head (thesis: 512 → num_labels with ReLU).
+        calibration_temperature: the classifier's logits are divided by it (fitted on the validation part by
+            `train.py finetune`; 1.0 = uncalibrated), so every caller gets calibrated probabilities.
+        ood_threshold: out-of-distribution scores above it flag a clip as unlike the training clips (set with the
+            statistics by training: 95 % of in-domain validation clips pass); None = no statistics fitted.
     """
 
     model_type = "music_clip"
@@ -83,6 +87,8 @@ class MusicClipConfig(PretrainedConfig):
         triplet_distance: str = "cosine",
         classifier_hidden_size: int = 512,
         initializer_range: float = 0.02,
+        calibration_temperature: float = 1.0,
+        ood_threshold: float | None = None,
         **kwargs: Any,
     ) -> None:
         if text_config is None:
@@ -119,6 +125,8 @@ class MusicClipConfig(PretrainedConfig):
         self.triplet_distance = triplet_distance
         self.classifier_hidden_size = classifier_hidden_size
         self.initializer_range = initializer_range
+        self.calibration_temperature = calibration_temperature
+        self.ood_threshold = ood_threshold
         super().__init__(**kwargs)
         self._validate()
 
@@ -169,6 +177,8 @@ class MusicClipConfig(PretrainedConfig):
             )
         if self.triplet_margin < 0:
             raise ValueError(f"triplet_margin must be >= 0, got {self.triplet_margin}")
+        if not self.calibration_temperature > 0:
+            raise ValueError(f"calibration_temperature must be > 0, got {self.calibration_temperature}")
         if not self.max_logit_scale > 0:
             raise ValueError(f"max_logit_scale must be > 0, got {self.max_logit_scale}")
         if self.hop_length > self.n_fft:

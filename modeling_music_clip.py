@@ -19,11 +19,13 @@ try:
     from .audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from .configuration_music_clip import MusicClipConfig
     from .losses_music_clip import build_loss
+    from .ood_music_clip import MusicClipOodStatistics
     from .pipeline_music_clip import CUSTOM_PIPELINES
 except ImportError:
     from audio_music_clip import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
     from configuration_music_clip import MusicClipConfig
     from losses_music_clip import build_loss
+    from ood_music_clip import MusicClipOodStatistics
     from pipeline_music_clip import CUSTOM_PIPELINES
 
 
@@ -106,6 +108,7 @@ class MusicClipOutput(ModelOutput):
         the `matching` objective. logits_per_text is its transpose.
     audio_embeds, text_embeds: L2-normalised z embeddings (B, 512) and (M, 512).
     audio_v, text_v: v-space embeddings (B, 1024) and (M, 1024), the representation kept for downstream tasks.
+    ood_score: (B,) out-of-distribution scores of the clips (see `ood_score`); None without fitted statistics.
     """
 
     loss: torch.Tensor | None = None
@@ -115,6 +118,17 @@ class MusicClipOutput(ModelOutput):
     text_embeds: torch.Tensor | None = None
     audio_v: torch.Tensor | None = None
     text_v: torch.Tensor | None = None
+    ood_score: torch.Tensor | None = None
+
+
+@dataclass
+class MusicClipClassifierOutput(SequenceClassifierOutput):
+    """`SequenceClassifierOutput` (logits already divided by `config.calibration_temperature`) plus
+    probabilities: softmax of those calibrated logits (B, num_labels);
+    ood_score: (B,) out-of-distribution scores (see `ood_score`); None without fitted statistics."""
+
+    probabilities: torch.Tensor | None = None
+    ood_score: torch.Tensor | None = None
 
 
 class MusicClipAudioEncoder(nn.Module):
@@ -168,6 +182,7 @@ class MusicClipPreTrainedModel(PreTrainedModel):
     main_input_name = "input_features"
     input_modalities = ("audio", "text")
     supports_gradient_checkpointing = False
+    _keys_to_ignore_on_load_missing = [r"^ood\."]  # checkpoints saved before OOD statistics existed
 
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's default init for our layers (as the thesis' model had), through transformers' guarded init
@@ -179,6 +194,9 @@ class MusicClipPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
         elif isinstance(module, MusicClipModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+        elif isinstance(module, MusicClipOodStatistics):  # a checkpoint from before OOD statistics existed
+            init.zeros_(module.mean)
+            init.zeros_(module.precision)
         else:
             super()._init_weights(module)
 
@@ -221,6 +239,36 @@ class MusicClipPreTrainedModel(PreTrainedModel):
         pooled = torch.zeros(batch, v.shape[1], dtype=v.dtype, device=v.device).index_add_(0, clip_index, v)
         return pooled / window_mask.sum(1, keepdim=True).to(v.dtype)
 
+    # --- out-of-distribution score (statistics in `self.ood`, threshold in the config) ---
+
+    def get_audio_v(
+        self, input_features: torch.Tensor, window_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """v embeddings (B, 1024) of clips, windows pooled: what the OOD statistics describe."""
+        return self._encode_audio_v(input_features, window_mask)
+
+    @property
+    def has_ood_statistics(self) -> bool:
+        return self.config.ood_threshold is not None
+
+    def _ood_from_v(self, audio_v: torch.Tensor) -> torch.Tensor | None:
+        return self.ood(audio_v) if self.has_ood_statistics else None
+
+    def ood_score(
+        self, input_features: torch.Tensor, window_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B,) Mahalanobis distance of each clip's normalised tanh(v) embedding from the training clips' statistics
+        (Ledoit-Wolf covariance); above `config.ood_threshold` = out of distribution."""
+        if not self.has_ood_statistics:
+            raise ValueError("this checkpoint has no OOD statistics (config.ood_threshold is None)")
+        return self.ood(self.get_audio_v(input_features, window_mask))
+
+    def is_out_of_distribution(self, ood_score: torch.Tensor) -> torch.Tensor:
+        """(B,) booleans: scores above the threshold that 95 % of in-domain validation clips stay under."""
+        if not self.has_ood_statistics:
+            raise ValueError("this checkpoint has no OOD statistics (config.ood_threshold is None)")
+        return ood_score > self.config.ood_threshold
+
 
 class MusicClipModel(MusicClipPreTrainedModel):
     """Audio CNN + text tower, each with v/z projections; trained with the configured objective."""
@@ -237,6 +285,7 @@ class MusicClipModel(MusicClipPreTrainedModel):
         # SMM head on concatenated z embeddings (thesis Fig. 14); present for every objective so checkpoints share
         # one layout, trained only by `matching`.
         self.matching_head = nn.Linear(2 * config.projection_dim, 1)
+        self.ood = MusicClipOodStatistics(config.projection_hidden_size)
         self.post_init()
 
     @classmethod
@@ -415,6 +464,7 @@ class MusicClipModel(MusicClipPreTrainedModel):
             text_embeds=text_embeds,
             audio_v=audio_v,
             text_v=text_v,
+            ood_score=self._ood_from_v(audio_v),
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -440,6 +490,7 @@ class MusicClipForAudioClassification(MusicClipPreTrainedModel):
             nn.ReLU(),
             nn.Linear(config.classifier_hidden_size, config.num_labels),
         )
+        self.ood = MusicClipOodStatistics(config.projection_hidden_size)
         self.post_init()
 
     def audio_tower_parameters(self) -> list[nn.Parameter]:
@@ -471,15 +522,21 @@ class MusicClipForAudioClassification(MusicClipPreTrainedModel):
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> MusicClipClassifierOutput | tuple:
         audio_v = self._encode_audio_v(input_features, window_mask)
-        logits = self.classifier(torch.tanh(audio_v))
+        logits = self.classifier(torch.tanh(audio_v)) / self.config.calibration_temperature
         loss = None
         if labels is not None:
             if labels.shape != logits.shape[:1]:
                 raise ValueError(f"labels must be ({len(logits)},), got {tuple(labels.shape)}")
             loss = nn.functional.cross_entropy(logits, labels.to(logits.device))
-        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=(audio_v,))
+        output = MusicClipClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=(audio_v,),
+            probabilities=logits.softmax(-1),
+            ood_score=self._ood_from_v(audio_v),
+        )
         return output if return_dict is not False else output.to_tuple()
 
 
@@ -490,6 +547,7 @@ __all__ = [
     "MusicClipModel",
     "MusicClipForAudioClassification",
     "MusicClipOutput",
+    "MusicClipClassifierOutput",
     "default_text_tower",
     "MusicClipPreTrainedModel",
 ]

@@ -34,7 +34,7 @@ COMMANDS = {
     "evaluate": (
         "music_clip_train.evaluate_model",
         "EvaluateArgs",
-        "retrieval + zero-shot genres for a pretrained folder",
+        "retrieval + zero-shot genres (pretrained folder) or test scores + ECE (classifier)",
     ),
 }
 
@@ -85,6 +85,12 @@ def _summary(command: str, result: dict, seconds: float) -> str:
             f"{result['ran']} cells run, {result['skipped']} skipped (done before); "
             f"report in {result['output']}/README.md",
         ]
+    elif result.get("kind") == "classifier":
+        cal = result["calibration"]
+        lines.append(
+            f"test macro-F1 {result['test']['macro_f1']:.4f}; ECE {cal['ece_before']:.4f} → {cal['ece_after']:.4f} "
+            f"(T = {cal['temperature']:.3f})"
+        )
     else:
         r, z = result["retrieval"], result["zero_shot"]
         lines += [
@@ -92,6 +98,14 @@ def _summary(command: str, result: dict, seconds: float) -> str:
             f"{r['text_to_music']['recall@10']:.3f}, music→text R@1 {r['music_to_text']['recall@1']:.3f}",
             f"zero-shot accuracy {z['accuracy']:.4f}, macro-F1 {z['macro_f1']:.4f} (prompt {z['template']!r})",
         ]
+    if command == "evaluate" and "ood" in result:
+        ood = result["ood"]
+        lines.append(
+            f"OOD flag rate: test split {ood['in_domain_test']['flag_rate']:.1%} of "
+            f"{ood['in_domain_test']['clips']}, {ood['audio_dir']['path']} {ood['audio_dir']['flag_rate']:.1%} of "
+            f"{ood['audio_dir']['clips']}; AUROC {ood['auroc']:.4f}; near-OOD (one style left out of the "
+            f"statistics) {ood['near_ood']['mean_left_out_flag_rate']:.1%} of its test clips flagged"
+        )
     return "\n".join(lines)
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from .calibration import reliability_diagram
 from .collate import OBJECTIVE_LABELS
 from .data import hub_dataset
+
+RELIABILITY_PNG = "reliability.png"
 
 THESIS_CITATION = """```bibtex
 @mastersthesis{musicclip_thesis,
@@ -85,7 +89,7 @@ Held-out retrieval after the last epoch (recall@k, higher is better):
 ```
 
 Training arguments: `{json.dumps(result["args"])}`
-
+{ood_section(result.get("ood"), "held-out captions tracks")}
 {LIMITS}
 
 ## Citation
@@ -128,11 +132,61 @@ with learning rate {result["tower_learning_rate"]}. Load with
 | launch | {launch_line(result)} |
 
 Labels: {", ".join(result["labels"])}
-
+{calibration_section(result)}{ood_section(result.get("ood"), "validation part")}
 {LIMITS}
 
 ## Citation
 {THESIS_CITATION}
+"""
+
+
+def write_reliability_diagram(result: dict, folder: Path) -> Path:
+    """The classifier's reliability diagram on the test split, before and after temperature scaling."""
+    cal = result["calibration"]
+    curves = {
+        "before (T = 1)": cal["bins_before"],
+        f"after (T = {cal['temperature']:.2f})": cal["bins_after"],
+    }
+    title = f"Genre classifier, test split ({result['test']['num_examples']} clips)"
+    return reliability_diagram({"reliability": curves}, Path(folder) / RELIABILITY_PNG, title)
+
+
+def calibration_section(result: dict) -> str:
+    cal = result["calibration"]
+    return f"""
+## Calibration
+
+The logits are divided by a temperature T = {cal["temperature"]:.4f} (`config.calibration_temperature`), fitted on
+the {cal["validation_clips"]} validation clips (never the test split) by minimising the negative log-likelihood, so
+`pipeline("audio-classification")` and `model(...).probabilities` give calibrated probabilities. Expected
+calibration error ({cal["ece_bins"]} equal-width confidence bins) on the test split:
+
+| test split | ECE | NLL |
+|---|---|---|
+| before (T = 1) | {cal["ece_before"]:.4f} | {cal["nll_before"]:.4f} |
+| after (T = {cal["temperature"]:.2f}) | {cal["ece_after"]:.4f} | {cal["nll_after"]:.4f} |
+
+![reliability diagram]({RELIABILITY_PNG})
+"""
+
+
+def ood_section(ood: dict | None, held_out: str) -> str:
+    """How the model says a clip is unlike its training clips (the statistics travel in model.safetensors)."""
+    if not ood:
+        return ""
+    test = (
+        f" On the test split {ood['test_flag_rate']:.1%} of the clips are flagged."
+        if "test_flag_rate" in ood
+        else ""
+    )
+    return f"""
+## Out-of-distribution score
+
+`model.ood_score(input_features, window_mask)` (also `ood_score` in every forward output) is the
+{ood["method"]}: {ood["reference_clips"]} training clips. A clip scoring above `config.ood_threshold` =
+{ood["threshold"]:.4f} is out of distribution (`model.is_out_of_distribution(scores)`): the threshold lets
+{ood["pass_rate_target"]:.0%} of the {ood["validation_clips"]} in-domain clips of the {held_out} pass.{test} Flagged
+clips are unlike the music the model was trained on: treat its answers for them as guesses.
 """
 
 

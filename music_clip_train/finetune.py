@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import loop
-from .cards import finetune_card
+from .calibration import calibrate_classifier
+from .cards import finetune_card, write_reliability_diagram
 from .checkpoints import Progress
 from .collate import ClassificationCollator, EpochBatchSampler
 from .data import GenreData, GenreSplit, check_mel_config, dataset_feature_config, load_genres
@@ -26,6 +27,7 @@ from .errors import InputError
 from .loop import HIDDEN
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
+from .ood_fit import fit_classifier_ood
 from .subsets import carve_validation, nested_order, plan_sizes
 
 
@@ -168,6 +170,7 @@ class FinetuneSpec(loop.TrainingSpec):
         model, self.fe = load_classifier_init(
             args.init, genres.id2label, window_samples, mel_statistics(self.fit.mels)
         )
+        model.config.calibration_temperature = 1.0  # raw logits in training; fitted after it
         check_mel_config(dataset_fe, self.fe.to_dict(), f"dataset {args.dataset!r}")
         from_scratch = args.init == "none"
         epochs, unfreeze_epoch = budgeted_schedule(
@@ -262,6 +265,16 @@ class FinetuneSpec(loop.TrainingSpec):
         if args.objective:
             result["objective"] = args.objective
         return result
+
+    def before_publish(self, model, result: dict) -> None:
+        # Temperature from the validation part (never the test split), then OOD statistics of the fit part.
+        calibration, _, test_v = calibrate_classifier(model, self.val, self.genres.test, self.fe)
+        result["calibration"] = calibration
+        save = self.args.save_model
+        result["ood"] = fit_classifier_ood(model, self.fit, self.val, test_v, self.fe) if save else None
+        if save and self.accelerator.is_main_process:
+            Path(self.args.output).mkdir(parents=True, exist_ok=True)
+            write_reliability_diagram(result, Path(self.args.output))
 
     def publication(self, model, result: dict) -> loop.Publication:
         args = self.args

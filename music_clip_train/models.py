@@ -75,6 +75,13 @@ def load_pretrained(path: str | Path) -> tuple[MusicClipModel, MusicClipProcesso
     return model, MusicClipProcessor(fe, tokenizer, text_max_length=model.config.text_max_length)
 
 
+def load_classifier(path: str | Path) -> tuple[MusicClipForAudioClassification, MusicClipFeatureExtractor]:
+    """A finetuned classifier folder and its feature extractor (by class: no remote-code question)."""
+    read_config(path)
+    model = MusicClipForAudioClassification.from_pretrained(path)
+    return model, MusicClipFeatureExtractor.from_pretrained(path)
+
+
 def load_classifier_init(
     init: str, id2label: dict[int, str], window_samples: int, mel_stats: tuple[list[float], list[float]]
 ) -> tuple[MusicClipForAudioClassification, MusicClipFeatureExtractor]:

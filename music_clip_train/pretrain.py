@@ -17,6 +17,7 @@ from .errors import InputError
 from .evaluation import audio_embeddings, pooled_texts, retrieval
 from .loop import HIDDEN
 from .models import mel_statistics, new_pretrain_model, new_processor, resolve_window_samples
+from .ood_fit import audio_v, fit_model_ood
 from .subsets import holdout_split
 
 
@@ -199,6 +200,13 @@ class PretrainSpec(loop.TrainingSpec):
             "window_samples": self.window_samples,
             "history": progress.history,
         }
+
+    def before_publish(self, model, result: dict) -> None:
+        # OOD statistics of the training clips, threshold from the held-out ones.
+        fe = self.processor.feature_extractor
+        result["ood"] = fit_model_ood(
+            model, audio_v(model, self.train.mels, fe), audio_v(model, self.held.mels, fe)
+        )
 
     def publication(self, model, result: dict) -> loop.Publication:
         model.unfreeze_text_model()  # saved weights are the same; a loaded model trains normally

@@ -117,3 +117,47 @@ def box_plot(runs: list[dict], objectives: list[str], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _calibrated(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r.get("calibration")]  # cells finished before calibration existed have none
+
+
+def calibration_table(runs: list[dict], objectives: list[str], sizes: list[int], used: dict[int, int]) -> str:
+    """Test-split ECE before → after temperature scaling, mean over seeds, per objective and N."""
+    cells: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for run in _calibrated(runs):
+        cal = run["calibration"]
+        cells[(run["objective"], run["n_requested"])].append((cal["ece_before"], cal["ece_after"]))
+    header = "| objective | " + " | ".join(_size_header(n, used) for n in sizes) + " |"
+    lines = [header, "|---|" + "---|" * len(sizes)]
+    for objective in objectives:
+        row = []
+        for n in sizes:
+            pairs = np.asarray(cells.get((objective, n), []))
+            row.append(f"{pairs[:, 0].mean():.3f} → {pairs[:, 1].mean():.3f}" if len(pairs) else "–")
+        lines.append(f"| {OBJECTIVE_LABELS[objective]} | " + " | ".join(row) + " |")
+    return (
+        "\n".join(lines)
+        + "\n\nTest-split expected calibration error (15 bins) before → after temperature scaling (T fitted on "
+        "each cell's validation part), mean over seeds.\n"
+    )
+
+
+def calibration_plot(runs: list[dict], path: Path) -> Path | None:
+    """Reliability diagram per training size, every objective's and seed's test clips pooled."""
+    from .calibration import merge_bins, reliability_diagram
+
+    by_n: dict[int, list[dict]] = defaultdict(list)
+    for run in _calibrated(runs):
+        by_n[run["n_used"]].append(run["calibration"])
+    if not by_n:
+        return None
+    panels = {
+        f"N = {n}": {
+            "before": merge_bins([c["bins_before"] for c in by_n[n]]),
+            "after": merge_bins([c["bins_after"] for c in by_n[n]]),
+        }
+        for n in sorted(by_n)
+    }
+    return reliability_diagram(panels, path, "Test-split reliability before and after temperature scaling")

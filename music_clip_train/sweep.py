@@ -24,7 +24,7 @@ from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
 from .markers import pretrained_complete, read_json_marker, weights_loadable
-from .report import box_plot, line_plot, markdown_table, thesis_table
+from .report import box_plot, calibration_plot, calibration_table, line_plot, markdown_table, thesis_table
 from .subsets import plan_sizes
 
 # Epoch budgets: "full" follows the thesis (unfreeze at epoch 10 of 30; ~9 h for the whole grid on 2 CPU cores);
@@ -181,6 +181,8 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
     thesis = thesis_table(args.objectives)
     line = line_plot(runs, args.objectives, output / "macro_f1_vs_n.png")
     box = box_plot(runs, args.objectives, output / "macro_f1_boxplot.png")
+    reliability = calibration_plot(runs, output / "reliability.png")
+    calibration = calibration_table(runs, args.objectives, sorted(used), used)
     (output / "runs.json").write_text(json.dumps(runs, indent=2))
     (output / "table.md").write_text(table)
     command = (
@@ -195,7 +197,9 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
         f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
-        f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Thesis Table 6\n\n{thesis}"
+        f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Calibration\n\n{calibration}\n"
+        + (f"![reliability]({reliability.name})\n\n" if reliability else "")
+        + f"## Thesis Table 6\n\n{thesis}"
     )
     cards = update_model_cards(args, table, line)
     return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box, *cards)]}

@@ -38,7 +38,14 @@ from config import (  # noqa: E402
     missing,
     parse_args,
 )
-from inference import Clip, ContrastiveModel, GenreClassifier  # noqa: E402
+from inference import (  # noqa: E402
+    Clip,
+    ContrastiveModel,
+    GenreClassifier,
+    library_match_floor,
+    ood_note,
+    weak_match_note,
+)
 from library_index import Hit, Library  # noqa: E402
 from plots import mel_image  # noqa: E402
 
@@ -63,6 +70,7 @@ class Services:
             self.problems["library"] = "The library needs the contrastive model: " + self.problems["model"]
         else:
             self.library = self._load("library", cfg.library, MAKE_LIBRARY, lambda r: Library(r, self.model))
+        self.match_floor = library_match_floor(self.library) if self.library else None
         limits = Limits(cfg.request_seconds, WORKER_START_SECONDS, WORKER_MEMORY_MB)
         self.reader = ClipReader(cfg.read_workers, limits, MAX_ANALYSED_SECONDS)
 
@@ -147,18 +155,21 @@ def build_ui(services: Services) -> gr.Blocks:
         classifier = services.need("classifier")
         started = time.perf_counter()
         clip, note = services.read_clip(path, "classifier")
-        probs = classifier.probabilities(clip)
+        probs, flagged = classifier.classify(clip)
         fe = classifier.feature_extractor
         image = mel_image(clip.mel, fe.sampling_rate, fe.hop_length)
         took = f"Answered in {time.perf_counter() - started:.2f} s. {note}".strip()
-        return probs, image, took
+        return probs, image, "\n\n".join(filter(None, [ood_note(flagged), took]))
 
     @for_visitors
     def zero_shot(path: str | None, labels_text: str):
         model = services.need("model")
         labels = parse_labels(labels_text)
         clip, note = services.read_clip(path, "model")
-        return model.zero_shot(clip, labels), note or f"{len(labels)} labels scored."
+        scored = note or f"{len(labels)} labels scored."
+        return model.zero_shot(clip, labels), "\n\n".join(
+            filter(None, [ood_note(model.out_of_distribution(clip)), scored])
+        )
 
     @for_visitors
     def search_text(query: str, k: float):
@@ -171,7 +182,8 @@ def build_ui(services: Services) -> gr.Blocks:
         if len(query) > MAX_QUERY_CHARS:
             raise gr.Error(f"Keep the description under {MAX_QUERY_CHARS} characters.", title="Search")
         hits = library.search_audio(library.model.text_embeddings([query])[0], int(k))
-        return results_table(hits, RESULT_COLUMNS), *players(hits)
+        warning = weak_match_note(hits[0].score if hits else None, services.match_floor)
+        return results_table(hits, RESULT_COLUMNS), warning, *players(hits)
 
     @for_visitors
     def search_clip(path: str | None, k: float):
@@ -253,12 +265,13 @@ def build_ui(services: Services) -> gr.Blocks:
             text_table = gr.Dataframe(
                 headers=RESULT_COLUMNS, label="Tracks", wrap=True, elem_id="search-results"
             )
+            text_note = gr.Markdown(elem_id="search-note")
             with gr.Column():
                 text_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
             text_button.click(
-                search_text, [query, k_text], [text_table, *text_players], api_name="search_text"
+                search_text, [query, k_text], [text_table, text_note, *text_players], api_name="search_text"
             )
-            query.submit(search_text, [query, k_text], [text_table, *text_players], api_name=False)
+            query.submit(search_text, [query, k_text], [text_table, text_note, *text_players], api_name=False)
 
             gr.Markdown("### A clip → similar tracks and the captions that fit it")
             with gr.Row():

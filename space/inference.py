@@ -17,6 +17,10 @@ from transformers import (
     pipeline,
 )
 
+OOD_WARNING = "This recording is unlike the music the model was trained on; treat these labels as guesses."
+# Text search: a best match below this percentile of the library's own caption-to-track scores is a poor match.
+MATCH_FLOOR_PERCENTILE = 5
+
 
 @dataclass
 class Clip:
@@ -67,6 +71,11 @@ class ContrastiveModel:
         results = self.zero_shot_pipe(clip.waveform, candidate_labels=labels)
         return {r["label"]: float(r["score"]) for r in results}
 
+    @torch.inference_mode()
+    def out_of_distribution(self, clip: Clip) -> bool | None:
+        """Whether the clip is unlike the model's training clips (None: the checkpoint has no statistics)."""
+        return out_of_distribution(self.model, self.feature_extractor, clip)
+
 
 class GenreClassifier:
     """The finetuned MusicClipForAudioClassification and its own feature extractor."""
@@ -79,14 +88,61 @@ class GenreClassifier:
         self.feature_extractor = load_feature_extractor(ref)
 
     @torch.inference_mode()
-    def probabilities(self, clip: Clip) -> dict[str, float]:
+    def classify(self, clip: Clip) -> tuple[dict[str, float], bool | None]:
+        """The model's calibrated probabilities per label, and its out-of-distribution flag (None: no
+        statistics in the checkpoint)."""
         feats = self.feature_extractor.window([clip.mel])
-        logits = self.model(input_features=feats["input_features"], window_mask=feats["window_mask"]).logits[
-            0
-        ]
-        probs = logits.softmax(-1).tolist()
+        out = self.model(input_features=feats["input_features"], window_mask=feats["window_mask"])
         id2label = self.model.config.id2label
-        return {id2label[i]: float(p) for i, p in enumerate(probs)}
+        probs = {id2label[i]: float(p) for i, p in enumerate(out.probabilities[0].tolist())}
+        flagged = None if out.ood_score is None else bool(self.model.is_out_of_distribution(out.ood_score)[0])
+        return probs, flagged
+
+
+def out_of_distribution(model, feature_extractor, clip: Clip) -> bool | None:
+    if not model.has_ood_statistics:
+        return None
+    feats = feature_extractor.window([clip.mel])
+    return bool(
+        model.is_out_of_distribution(model.ood_score(feats["input_features"], feats["window_mask"]))[0]
+    )
+
+
+def ood_note(flagged: bool | None) -> str:
+    return f"⚠️ {OOD_WARNING}" if flagged else ""
+
+
+def library_match_floor(library, max_captions: int = 10_000) -> float | None:
+    """`match_floor` over the library's captioned tracks (a fixed-seed sample of them for a huge library)."""
+    from library_index import AUDIO_INDEX, TEXT_INDEX
+
+    n = len(library.captions)
+    if n == 0:
+        return None
+    rows = np.sort(np.random.default_rng(0).permutation(n)[:max_captions]).tolist()
+    captions = library.captions.select_columns(["track_id", TEXT_INDEX])
+    picked = captions[rows] if n > max_captions else captions[:]
+    position = {t: i for i, t in enumerate(library.audio_rows["track_id"])}
+    tracks = library.embeddings.select([position[t] for t in picked["track_id"]])[AUDIO_INDEX]
+    return match_floor(np.asarray(picked[TEXT_INDEX], np.float32), np.asarray(tracks, np.float32))
+
+
+def match_floor(caption_embeddings: np.ndarray, track_embeddings: np.ndarray) -> float | None:
+    """The 5th percentile of the library's own caption-to-track scores (row i of both describes one track)."""
+    if len(caption_embeddings) == 0:
+        return None
+    own = (np.asarray(caption_embeddings) * np.asarray(track_embeddings)).sum(1)
+    return float(np.percentile(own, MATCH_FLOOR_PERCENTILE))
+
+
+def weak_match_note(best_score: float | None, floor: float | None) -> str:
+    if best_score is None or floor is None or best_score >= floor:
+        return ""
+    return (
+        f"⚠️ No track matches this description well: the best score ({best_score:.3f}) is below the "
+        f"{MATCH_FLOOR_PERCENTILE}th percentile ({floor:.3f}) of the library's own caption-to-track matches, "
+        "so these are only the nearest tracks."
+    )
 
 
 def load_feature_extractor(ref: str):

@@ -102,12 +102,12 @@ def test_folders_hold_safetensors_and_code(saved_folders):
     assert "AutoModelForAudioClassification" in auto_map and "AutoModel" not in auto_map
 
 
-def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
-    model, model_dir, clf_dir = saved_folders
+def run_child(script: str, model_dir, clf_dir, tmp_path) -> dict:
+    """Run `script` on the two folders in a process without the repository; its last stdout line as JSON."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), str(clf_dir)],
+        [sys.executable, "-c", script, str(model_dir), str(clf_dir)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -115,7 +115,12 @@ def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
+    model, model_dir, clf_dir = saved_folders
+    result = run_child(CHILD, model_dir, clf_dir, tmp_path)
     assert result["model_class"] == "MusicClipModel" and result["config_class"] == "MusicClipConfig"
     assert result["module"].startswith("transformers_modules"), result["module"]  # code came from the folder
     assert str(REPO) not in result["module"]
@@ -142,3 +147,79 @@ def test_auto_classes_and_pipelines_without_the_repo(saved_folders, tmp_path):
     assert sum(r["score"] for r in zero_shot) == pytest.approx(1.0, abs=1e-4)
     assert result["clf_class"] == "MusicClipForAudioClassification"
     assert sorted(r["label"] for r in result["classify"]) == sorted(LABELS.values())
+
+
+# Loads the folders with OOD statistics and a temperature, again without the repository, and prints the scores.
+OOD_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    for name in ("configuration_music_clip", "modeling_music_clip", "losses_music_clip", "ood_music_clip",
+                 "feature_extraction_music_clip", "processing_music_clip", "train", "music_clip_train"):
+        sys.modules[name] = None
+    import numpy as np, torch
+    from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
+    model_dir, clf_dir = sys.argv[1], sys.argv[2]
+    t = np.arange(44100 * 6) / 44100
+    waves = [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (110, 440, 1760)]
+    result = {}
+    for kind, folder, auto in (("model", model_dir, AutoModel), ("classifier", clf_dir, AutoModelForAudioClassification)):
+        model = auto.from_pretrained(folder, trust_remote_code=True).eval()
+        inputs = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)(
+            waves, sampling_rate=44100, return_tensors="pt")
+        with torch.no_grad():
+            scores = model.ood_score(inputs["input_features"], inputs["window_mask"])
+        result[kind] = {"scores": scores.tolist(), "threshold": model.config.ood_threshold,
+                        "flags": model.is_out_of_distribution(scores).tolist(), "module": type(model).__module__}
+    classify = pipeline("audio-classification", model=clf_dir, trust_remote_code=True)
+    result["pipeline"] = classify({"raw": waves[1], "sampling_rate": 44100}, top_k=3)
+    print(json.dumps(result))
+    """
+)
+
+
+def tone_waves(freqs, seconds: float = 6.0, sr: int = 44100) -> list[np.ndarray]:
+    t = np.arange(int(sr * seconds)) / sr
+    return [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in freqs]
+
+
+def test_ood_statistics_and_temperature_travel_with_the_remote_code(saved_folders, tmp_path):
+    from music_clip_train.ood_fit import audio_v, fit_model_ood
+
+    _, model_dir, _ = saved_folders
+    model = MusicClipModel.from_pretrained(model_dir).eval()
+    processor = MusicClipProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    fe = processor.feature_extractor
+    # Reference: harmonic tones around middle C; validation: other tones of that register.
+    reference = [fe.log_mel(fe.prepare_waveform(w, 44100)) for w in tone_waves(np.geomspace(200, 600, 24))]
+    held = [fe.log_mel(fe.prepare_waveform(w, 44100)) for w in tone_waves(np.geomspace(210, 590, 8))]
+    ood_model, ood_clf = tmp_path / "model", tmp_path / "classifier"
+    fit_model_ood(model, audio_v(model, reference, fe), audio_v(model, held, fe))
+    model.save_pretrained(ood_model)
+    processor.save_pretrained(ood_model)
+    clf = MusicClipForAudioClassification.from_pretrained(
+        ood_model, num_labels=3, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
+    ).eval()
+    fit_model_ood(clf, audio_v(clf, reference[:16], fe), audio_v(clf, reference[16:], fe))
+    clf.config.calibration_temperature = 3.0
+    clf.save_pretrained(ood_clf)
+    MusicClipFeatureExtractor(**fe.to_dict()).save_pretrained(ood_clf)
+    assert "ood_music_clip.py" in {p.name for p in ood_clf.iterdir()}
+
+    result = run_child(OOD_CHILD, ood_model, ood_clf, tmp_path)
+    inputs = fe(tone_waves((110, 440, 1760)), sampling_rate=44100, return_tensors="pt")
+    with torch.no_grad():
+        for kind, local in (("model", model), ("classifier", clf)):
+            remote = result[kind]
+            assert remote["module"].startswith("transformers_modules"), remote["module"]
+            assert remote["threshold"] == local.config.ood_threshold
+            scores = local.ood_score(inputs["input_features"], inputs["window_mask"])
+            assert np.abs(np.asarray(remote["scores"]) - scores.numpy()).max() <= 1e-5, (remote, scores)
+            assert remote["flags"] == local.is_out_of_distribution(scores).tolist()
+        one = {k: v[1:2] for k, v in inputs.items()}
+        calibrated = clf(**one).probabilities[0]  # softmax of the logits the model already divided by T
+        raw = clf.classifier(torch.tanh(clf.get_audio_v(**one)))[0]
+    assert torch.allclose(calibrated, (raw / 3.0).softmax(-1))
+    pipe = {r["label"]: r["score"] for r in result["pipeline"]}
+    assert pipe == pytest.approx({LABELS[i]: float(p) for i, p in enumerate(calibrated)}, abs=1e-5)
+    # The far tones (110 Hz, 1760 Hz) are unlike the reference tones (200-600 Hz); 440 Hz is among them.
+    assert result["model"]["flags"] == [True, False, True]

@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -51,6 +52,21 @@ def caption_for(path: Path) -> list[str]:
     ]
 
 
+def clip_wave(path: Path, fe) -> np.ndarray:
+    """The first CLIP_SECONDS of a track at the extractor's rate (what the fixture library stores)."""
+    sr = sf.info(path).samplerate
+    audio, sr = sf.read(path, frames=CLIP_SECONDS * sr, dtype="float32", always_2d=True)
+    return fe.prepare_waveform(audio.T, sr)
+
+
+def unused_tracks() -> list[Path]:
+    """The immich tracks the library (and so the fixture model) never saw: 8 of 28."""
+    by_mood: dict[str, list[Path]] = {}
+    for path in immich_tracks():
+        by_mood.setdefault(path.parent.name, []).append(path)
+    return [p for paths in by_mood.values() for p in paths[PER_MOOD:]]
+
+
 def build_library(folder: Path, fe) -> tuple[dict[str, str], dict[str, str]]:
     """A DESIGN.md dataset folder from 20 immich tracks (4 per mood, first 12 s): two captioned per mood, one
     labelled with its mood in genres/train and one in genres/test. Returns track_id → caption for the
@@ -78,9 +94,7 @@ def build_library(folder: Path, fe) -> tuple[dict[str, str], dict[str, str]]:
         by_mood.setdefault(path.parent.name, []).append(path)
 
     def decode(path: Path) -> tuple[np.ndarray, bytes]:
-        sr = sf.info(path).samplerate
-        audio, sr = sf.read(path, frames=CLIP_SECONDS * sr, dtype="float32", always_2d=True)
-        wave = fe.prepare_waveform(audio.T, sr)
+        wave = clip_wave(path, fe)
         flac = io.BytesIO()
         sf.write(flac, wave, fe.sampling_rate, format="FLAC")
         return fe.log_mel(wave), flac.getvalue()
@@ -209,6 +223,13 @@ def build_models(folder: Path, library: Path, captions: dict[str, str]) -> tuple
     finally:
         torch.set_num_threads(threads)
     model.eval()
+    # OOD statistics of the training clips; threshold from the immich tracks the model never saw (validation).
+    # The classifier below starts from this folder with the same tower, so it carries the same statistics.
+    from music_clip_train.ood_fit import audio_v, fit_model_ood
+
+    with ThreadPoolExecutor(2) as pool:
+        unseen = list(pool.map(lambda p: fe.log_mel(clip_wave(p, fe)), unused_tracks()))
+    fit_model_ood(model, audio_v(model, mels, fe), audio_v(model, unseen, fe))
 
     pretrained = folder / "pretrained"
     model.save_pretrained(pretrained)
@@ -357,7 +378,20 @@ def clips(space) -> dict[str, Path]:
         check=True,
     )
     files["video"] = video
+    sf.write(out / "chiptune.wav", chiptune(), 22050)
+    files["chiptune"] = out / "chiptune.wav"
     return files
+
+
+def chiptune(seconds: float = 10.0, sr: int = 22050) -> np.ndarray:
+    """Square-wave melody over a noise hi-hat: music from another source than the fixture's training audio."""
+    t = np.arange(int(sr * 0.25)) / sr
+    notes = [262, 330, 392, 523, 392, 330, 294, 247]
+    melody = np.concatenate(
+        [0.2 * np.sign(np.sin(2 * np.pi * notes[i % 8] * t)) for i in range(int(seconds * 4))]
+    )
+    hats = np.random.default_rng(0).normal(0, 0.05, len(melody)) * (np.arange(len(melody)) % (sr // 8) < 400)
+    return (melody + hats).astype(np.float32)
 
 
 def confidences(label: dict) -> list[float]:
@@ -393,7 +427,7 @@ def test_zero_shot_scores_typed_labels(client, clips):
 
 
 def test_text_search_returns_k_playable_tracks_sorted_by_score(client):
-    table, *players = client.predict("calm acoustic piano", 4, api_name="/search_text")
+    table, _note, *players = client.predict("calm acoustic piano", 4, api_name="/search_text")
     rows = table["data"]
     assert len(rows) == 4
     scores = [row[1] for row in rows]
@@ -501,3 +535,34 @@ def test_missing_defaults_name_the_command_that_makes_them():
     message = missing("runs/nowhere/pretrained", "model", MAKE_MODEL)
     assert "runs/nowhere/pretrained" in message and MAKE_MODEL in message
     assert missing(str(ROOT), "model", MAKE_MODEL) is None
+
+
+OOD_SENTENCE = "This recording is unlike the music the model was trained on; treat these labels as guesses."
+
+
+def test_out_of_distribution_clips_get_the_warning_and_familiar_ones_do_not(client, clips):
+    for clip, unlike in (("chiptune", True), ("track", False)):
+        _, _, genre_note = client.predict(handle_file(str(clips[clip])), api_name="/genre")
+        _, zs_note = client.predict(handle_file(str(clips[clip])), "calm, energetic", api_name="/zero_shot")
+        assert (OOD_SENTENCE in genre_note) is unlike, (clip, genre_note)
+        assert (OOD_SENTENCE in zs_note) is unlike, (clip, zs_note)
+
+
+def test_text_search_says_when_the_best_match_is_weak(client, space):
+    """The note appears exactly when the best score is under the floor it states (the 5th percentile of the
+    library's own caption-to-track scores): some of the library's captions must clear it (the best caption's
+    top score is at least the highest own-match score), and short unrelated queries fall under it."""
+    queries = [*space["captions"].values(), "sad piano", "the", "[UNK]", "lullaby", "rain on a window"]
+    answers = []
+    for query in queries:
+        table, note, *_ = client.predict(query, 3, api_name="/search_text")
+        answers.append((table["data"][0][1], note))
+    floors = {float(re.search(r"percentile \(([-0-9.]+)\)", n).group(1)) for _, n in answers if n}
+    assert len(floors) == 1, answers  # one floor, stated in every note
+    floor = floors.pop()
+    assert any(note for _, note in answers) and not all(note for _, note in answers), answers
+    for best, note in answers:  # the table rounds scores to 4 digits, the note the floor to 3
+        if note:
+            assert "No track matches this description well" in note and best < floor + 1e-3, (best, note)
+        else:
+            assert best > floor - 1e-3, (best, floor)

@@ -499,3 +499,40 @@ def test_example_budget_shortens_large_runs_and_their_head_only_phase() -> None:
     assert budgeted_schedule(30, 10, 320, 4000) == (13, 4)  # ceil(4000 / 320) epochs, unfreeze scaled 10/30
     assert budgeted_schedule(30, 10, 3200, 4000) == (2, 1)
     assert budgeted_schedule(30, 10, 3200, None) == (30, 10)  # no budget: unchanged
+
+
+def test_classifier_is_calibrated_and_evaluate_reports_ood(dataset, pretrained, tmp_path) -> None:
+    import soundfile as sf
+
+    pre = pretrained / "supcon"
+    assert json.loads((pre / "config.json").read_text())["ood_threshold"] is not None
+    assert "## Out-of-distribution score" in (pre / "README.md").read_text()
+    out = tmp_path / "clf"
+    args = ["--dataset", str(dataset), "--init", str(pre), "--output", str(out), "--epochs", "2"]
+    assert train.main(["finetune", *args, "--unfreeze-epoch", "1", "--batch-size", "8"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    cal = result["calibration"]
+    assert config["calibration_temperature"] == cal["temperature"] != 1.0  # fitted, stored in the config
+    assert config["ood_threshold"] == result["ood"]["threshold"]
+    assert cal["validation_clips"] == result["n_val"] and sum(cal["bins_after"]["counts"]) == 6
+    card = (out / "README.md").read_text()
+    assert f"| before (T = 1) | {cal['ece_before']:.4f} |" in card and "## Out-of-distribution score" in card
+    assert (out / "reliability.png").stat().st_size > 10_000
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    sf.write(elsewhere / "a.wav", tone, 16000)
+    sf.write(elsewhere / "sub" / "b.flac", tone[::-1].copy(), 16000)
+    (elsewhere / "notes.txt").write_text("not audio")
+    evaluate = ["evaluate", "--model", str(out), "--dataset", str(dataset), "--ood-audio-dir", str(elsewhere)]
+    assert train.main(evaluate) == 0
+    scores = json.loads((out / "evaluation.json").read_text())
+    assert scores["calibration"]["temperature"] == cal["temperature"]
+    assert scores["test"]["macro_f1"] == result["test"]["macro_f1"]
+    ood = scores["ood"]
+    assert ood["in_domain_test"]["clips"] == 6 and set(ood["audio_dir"]["scores"]) == {"a.wav", "sub/b.flac"}
+    # Pure tones are nothing like the fixture's noise-like mels: all flagged, perfectly separated.
+    assert ood["audio_dir"]["flag_rate"] == 1.0 and ood["auroc"] == 1.0
+    assert set(ood["near_ood"]["per_style"]) == set(LABELS)
