@@ -296,7 +296,9 @@ def test_max_lyrics_chars_cuts_what_is_sent(server: FakeLLMServer, tmp_path: Pat
 
 
 def test_auth_error_ends_the_retries_of_every_worker(server: FakeLLMServer, tmp_path: Path) -> None:
-    items = [song(i) for i in range(4)]
+    # The 401 song goes first: its request must be in flight before a 429 sets the shared pause, or (on a
+    # loaded machine) its worker would wait out the pause before ever asking.
+    items = [song(3), *(song(i) for i in range(3))]
     for i in range(3):  # three workers wait out a long Retry-After ...
         server.script_for(f"number {i},", rate_limited("60"))
     server.script_for(
