@@ -86,3 +86,18 @@ def tiny_processor(minilm_path: str, config=None):
     return MusicClipProcessor(
         MusicClipFeatureExtractor.from_model_config(config), AutoTokenizer.from_pretrained(minilm_path)
     )
+
+
+def assert_same_training_result(whole, killed) -> None:
+    """A resumed run ends with the uninterrupted run's weights (bit for bit) and epoch history."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
+    assert history[0] == history[1]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_training_result
 from test_train import REPO, WINDOW, write_dataset
 
 import train
@@ -159,7 +160,6 @@ def _pretrain(dataset: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow  # three 2-process runs (~1 min each on an idle 2-core machine)
 def test_two_process_pretraining_resumes_after_kill_9_to_the_same_weights(dataset, tmp_path) -> None:
-    from safetensors.torch import load_file
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run = _torchrun(_pretrain(dataset, whole))
@@ -183,12 +183,7 @@ def test_two_process_pretraining_resumes_after_kill_9_to_the_same_weights(datase
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
     resumed = _torchrun(_pretrain(dataset, killed, *common, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
-    assert history[0] == history[1]
+    assert_same_training_result(whole, killed)
 
 
 def test_sync_batchnorm_is_refused_on_cpu_before_anything_is_built(dataset, tmp_path, capsys) -> None:

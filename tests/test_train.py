@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_training_result
 from datasets import Array2D, ClassLabel, Dataset, Features, List, Value
 from safetensors.torch import load_file
 
@@ -371,12 +372,7 @@ def test_pretrain_resumes_after_kill_9_with_the_same_result(dataset, tmp_path) -
     # Killed after step 4 before its checkpoint: the newest is step 3, so one interval is lost, no more.
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
     assert train.main(_pretrain_args(dataset, "triplet", killed, *common, "--resume")) == 0
-    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
-    assert history[0] == history[1]
+    assert_same_training_result(whole, killed)
 
 
 def test_finetune_resumes_after_kill_9_with_the_same_result(dataset, pretrained, tmp_path, capsys) -> None:
