@@ -310,7 +310,11 @@ def test_auth_error_ends_the_retries_of_every_worker(server: FakeLLMServer, tmp_
     assert (
         time.monotonic() - start < 2.0 + 2.0 + 2.0
     )  # request timeout + 2 s, plus slack for a loaded machine
-    assert server.total_requests == 4  # nobody asked again after the stop
+    # Nobody asked again after the stop. How many rate-limited songs asked before the first 429 paused the
+    # others depends on the machine's load; at least one did, so a 60 s pause was cut short by the 401.
+    asked = [server.count(f"number {i},") for i in range(3)]
+    assert server.count("number 3,") == 1 and max(asked) == 1 and sum(asked) >= 1
+    assert server.total_requests == 1 + sum(asked)
 
 
 def test_missing_api_key_is_named(server: FakeLLMServer, tmp_path: Path) -> None:
