@@ -2,6 +2,8 @@
 
     python benchmarks/bench_processes.py --dataset data/music21-quick --pretrained-dir runs/quick/sweep/pretrained
 
+By default the sweep is the quick profile's whole grid (none + SCL, its sizes and seeds).
+
 Each variant is the real CLI in a subprocess (`torchrun --nproc_per_node 2` for two processes); steps/s counts the
 training steps only (`step_seconds` in train_results.json: no setup, no evaluation).
 """
@@ -18,6 +20,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from main_job import PROFILES  # noqa: E402  (the quick sweep's grid, written once)
+
+QUICK_SIZES = [str(n) for n in PROFILES["quick"].sizes]
+QUICK_SEEDS = [str(s) for s in PROFILES["quick"].seeds]
 
 
 def train_py(args: list[str], processes: int = 1) -> float:
@@ -40,8 +48,9 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--window-samples", default="240000")
     parser.add_argument(
-        "--sizes", nargs="+", default=["48", "160"], help="sweep sizes (objectives none + supcon)"
+        "--sizes", nargs="+", default=QUICK_SIZES, help="sweep sizes (objectives none + supcon)"
     )
+    parser.add_argument("--seeds", nargs="+", default=QUICK_SEEDS, help="sweep seeds")
     parser.add_argument("--pretrain-only", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +92,7 @@ def main() -> None:
                 "--sizes",
                 *args.sizes,
                 "--seeds",
-                "0",
+                *args.seeds,
                 "--profile",
                 "quick",
             ]
@@ -104,7 +113,8 @@ def main() -> None:
                 ]
             )
             print(
-                f"sweep, {2 * len(args.sizes)} cells (none + supcon, N {'/'.join(args.sizes)}, seed 0, quick budget), "
+                f"sweep, {2 * len(args.sizes) * len(args.seeds)} cells (none + supcon, N {'/'.join(args.sizes)}, "
+                f"seeds {'/'.join(args.seeds)}, quick budget), "
                 f"--jobs {jobs}: {seconds:.0f} s wall"
             )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
