@@ -48,6 +48,9 @@ class Embedder:
         from modeling_music_clip import MusicClipModel
 
         self.model = MusicClipModel.from_pretrained(self.model_dir).eval()
+        # Channels-last conv weights: PyTorch's CPU max-pool over the first block's wide NCHW maps is the CNN's
+        # main cost; channels-last makes a whole-track embedding 2-3x faster on one thread (same values to 1e-6).
+        self.model.audio_encoder.to(memory_format=torch.channels_last)
         self.fe = MusicClipFeatureExtractor.from_pretrained(self.model_dir)
         self.processor = None
         if self.load_text:  # the local classes, not the folder's remote code (nothing to trust or copy)

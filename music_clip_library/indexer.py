@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,10 @@ def audio_files(root: Path, skipped: list[dict]) -> list[Path]:
 _WORKER: dict = {}
 
 
-def init_worker(model_dir: str, cache_dir: str | None, decode_only: bool = False, threads: int = 1) -> None:
-    """Pool initializer (and the in-process path): load the model once per process."""
+def init_worker(model_dir: str, cache_root: str | None, decode_only: bool = False, threads: int = 1) -> None:
+    """Pool initializer (and the in-process path): load the model once per process. Each worker fingerprints the
+    model it loaded (its cache folder is `cache_root/<fingerprint>`), so the main process never loads the model:
+    that would cost seconds before the first file is read."""
     import torch
 
     torch.set_num_threads(threads)
@@ -100,7 +103,9 @@ def init_worker(model_dir: str, cache_dir: str | None, decode_only: bool = False
         _WORKER.update(embedder=None, fe=MusicClipFeatureExtractor.from_pretrained(model_dir), cache_dir=None)
         return
     embedder = Embedder(model_dir)
-    _WORKER.update(embedder=embedder, fe=embedder.fe, cache_dir=Path(cache_dir) if cache_dir else None)
+    fingerprint = space_index_module().model_fingerprint(embedder.model, embedder.fe)
+    cache_dir = Path(cache_root) / fingerprint if cache_root else None
+    _WORKER.update(embedder=embedder, fe=embedder.fe, cache_dir=cache_dir, fingerprint=fingerprint)
 
 
 def cache_path(cache_dir: Path, sha: str) -> Path:
@@ -116,19 +121,24 @@ def read_cache(path: Path) -> dict | None:
 
 
 def write_cache(path: Path, embedding: np.ndarray, duration_s: float) -> None:
-    """Atomic (temp + fsync + rename): a killed run leaves whole entries or none."""
+    """Atomic (temp + rename): a killed process leaves whole entries or none. No fsync: after a power cut an
+    entry may be damaged, and `read_cache` then embeds that file again (an fsync a file cost 4 ms here)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     with open(tmp, "wb") as handle:
         np.savez(handle, embedding=embedding, duration_s=np.float64(duration_s))
-        handle.flush()
-        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def index_one(path: str) -> dict:
     """Hash → cached embedding, or decode + embed + cache. Never raises for one file: reports it instead."""
-    record = {"path": path, "ok": False, "reason": "", "embedded": False}
+    record = {
+        "path": path,
+        "ok": False,
+        "reason": "",
+        "embedded": False,
+        "fingerprint": _WORKER.get("fingerprint"),
+    }
     try:
         sha = file_sha256(Path(path))
         record["file_sha256"] = sha
@@ -163,7 +173,7 @@ def index_one(path: str) -> dict:
 
 # --- main process ---------------------------------------------------------------------------------------------
 def run_files(
-    files: list[Path], model_dir: str, cache_dir: Path | None, workers: int, decode_only: bool = False
+    files: list[Path], model_dir: str, cache_root: Path | None, workers: int, decode_only: bool = False
 ) -> Iterator[dict]:
     """`index_one` over the files in order, in `workers` processes (forkserver: see build_dataset.decode_all)."""
     if workers <= 1 or len(files) <= 1:
@@ -171,7 +181,7 @@ def run_files(
 
         threads = torch.get_num_threads()
         # One thread, as in a worker: FFmpeg decodes on one anyway, and OpenMP threads spin badly on a busy machine.
-        init_worker(model_dir, str(cache_dir) if cache_dir else None, decode_only, 1)
+        init_worker(model_dir, str(cache_root) if cache_root else None, decode_only, 1)
         try:
             yield from map(index_one, map(str, files))
         finally:
@@ -185,14 +195,14 @@ def run_files(
         workers,
         mp_context=context,
         initializer=init_worker,
-        initargs=(model_dir, str(cache_dir) if cache_dir else None, decode_only),
+        initargs=(model_dir, str(cache_root) if cache_root else None, decode_only),
     ) as pool:
-        yield from pool.map(index_one, map(str, files), chunksize=chunksize)
-
-
-def model_fingerprint(model_dir: str) -> str:
-    embedder = Embedder(model_dir)
-    return space_index_module().model_fingerprint(embedder.model, embedder.fe)
+        try:
+            yield from pool.map(index_one, map(str, files), chunksize=chunksize)
+        except BrokenProcessPool:  # a worker's initializer failed (its traceback is above) or it was killed
+            raise ValueError(
+                f"the worker processes could not load the model {model_dir} or were killed (see the error above)"
+            ) from None
 
 
 def index_folder(args: IndexArgs) -> dict:
@@ -211,12 +221,12 @@ def index_folder(args: IndexArgs) -> dict:
         return _decode_only(files, args.model, args.workers, started)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    fingerprint = model_fingerprint(args.model)
-    cache_dir = output / CACHE_DIR_NAME / "embeddings" / fingerprint
-    records, counts, seconds = [], {"embedded": 0, "cached": 0}, 0.0
+    cache_root = output / CACHE_DIR_NAME / "embeddings"
+    records, counts, seconds, fingerprints = [], {"embedded": 0, "cached": 0}, 0.0, set()
     bar = tqdm(total=len(files), desc=f"index ({max(1, args.workers)} proc)", unit="file")
-    for record in run_files(files, args.model, cache_dir, args.workers):
+    for record in run_files(files, args.model, cache_root, args.workers):
         bar.update()
+        fingerprints.add(record["fingerprint"])
         if not record["ok"]:
             skipped.append({"path": record["path"], "reason": record["reason"]})
             continue
@@ -226,6 +236,11 @@ def index_folder(args: IndexArgs) -> dict:
     bar.close()
     if not records:
         raise ValueError(f"no usable audio file under {root} ({len(skipped)} skipped: see the reasons above)")
+    if len(fingerprints) != 1:  # the model folder changed while the workers were loading it
+        raise ValueError(
+            f"--model {args.model} changed during indexing (fingerprints {sorted(fingerprints)})"
+        )
+    fingerprint = fingerprints.pop()
     wall = time.perf_counter() - started
     summary = {
         "audio_dir": str(root),
