@@ -529,12 +529,30 @@ class Music21Source:
             },
             "caption_clips": sum(r["role"] == "captions" for r in records),
             "caption_groups": len({r["group_id"] for r in records if r["role"] == "captions"}),
+            **role_ratios(records),
             "failures": len(self.failures),
         }
 
     def card_section(self) -> str:
         """Markdown for the dataset card (class table, rendering, licences, confounds)."""
         return music21_card_section(self.summary(), RENDER_FACTS)
+
+
+def role_ratios(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Captions : genres in clips (every clip is CLIP_SECONDS, so also in audio seconds) and in pieces."""
+    clips = Counter(r["role"] for r in records)
+    pieces = {role: len({r["metadata"]["piece"] for r in records if r["role"] == role}) for role in clips}
+    genre_clips, genre_pieces = clips.get("genres", 0), pieces.get("genres", 0)
+    return {
+        "genre_pieces": genre_pieces,
+        "caption_pieces": pieces.get("captions", 0),
+        "caption_seconds": clips.get("captions", 0) * CLIP_SECONDS,
+        "genre_seconds": genre_clips * CLIP_SECONDS,
+        "captions_per_genre_clip": round(clips.get("captions", 0) / genre_clips, 2) if genre_clips else None,
+        "captions_per_genre_piece": round(pieces.get("captions", 0) / genre_pieces, 2)
+        if genre_pieces
+        else None,
+    }
 
 
 RENDER_FACTS = {"clip_seconds": CLIP_SECONDS, "programs": PROGRAMS, "bpm_range": BPM_RANGE,
