@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from music_clip_train.budgets import PRETRAIN_EXAMPLES
+
 HERE = Path(__file__).resolve().parent
 
 # The objective the main job pretrains first: SCL (supcon) uses all three caption sentences as positives and was the
@@ -166,6 +168,7 @@ def main() -> None:
             WINDOW_SAMPLES,
             "--resume",
             *epochs_flag(args.profile),
+            *pretrain_budget_flag(profile.sweep_profile),
         ],
         lock,
     )
@@ -248,6 +251,12 @@ def main() -> None:
         )
         lock.close()  # the Space only reads
         subprocess.run(command, cwd=HERE)
+
+
+def pretrain_budget_flag(sweep_profile: str) -> list[str]:
+    # Stage 2 pretrains under the sweep profile's budget, so every objective of the sweep sees the same examples.
+    examples = PRETRAIN_EXAMPLES[sweep_profile]
+    return ["--max-examples", str(examples)] if examples else []
 
 
 def epochs_flag(profile_name: str) -> list[str]:

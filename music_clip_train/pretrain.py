@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import loop
+from .budgets import budgeted_epochs
 from .cards import pretrain_card
 from .collate import OBJECTIVES, EpochBatchSampler, PretrainCollator, flat_texts
 from .data import check_mel_config, dataset_feature_config, load_captions
@@ -27,6 +28,12 @@ class PretrainArgs(loop.LaunchArgs):
     objective: str = field(metadata={"help": f"one of: {', '.join(OBJECTIVES)}"})
     output: str = field(metadata={"help": "model folder to write"})
     epochs: int = 10
+    max_examples: int | None = field(
+        default=None,
+        metadata={
+            "help": "budget of training examples seen: fewer epochs for large caption sets (budgets.py)"
+        },
+    )
     batch_size: int = 32
     learning_rate: float = 1e-3
     text_learning_rate: float = field(
@@ -117,7 +124,8 @@ class PretrainSpec(loop.TrainingSpec):
         if text_params:
             groups.append({"params": text_params, "lr": args.text_learning_rate})
         optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
-        return loop.Parts(model, optimizer, train_loader, sampler, args.epochs)
+        self.epochs = budgeted_epochs(args.epochs, len(self.train), args.max_examples)
+        return loop.Parts(model, optimizer, train_loader, sampler, self.epochs)
 
     def _pooled(self, model, split) -> torch.Tensor:
         tokenizer = self.processor.tokenizer
@@ -195,7 +203,8 @@ class PretrainSpec(loop.TrainingSpec):
             "train_tracks": len(self.train),
             "heldout_tracks": len(self.held),
             "steps": progress.step,
-            "epochs": args.epochs,
+            "epochs": self.epochs,
+            "max_examples": args.max_examples,
             "freeze_text": args.freeze_text,
             "window_samples": self.window_samples,
             "history": progress.history,

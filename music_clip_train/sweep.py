@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import finetune, pretrain
+from .budgets import PRETRAIN_EXAMPLES
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
@@ -30,11 +31,15 @@ from .subsets import plan_sizes
 # Epoch budgets: "full" follows the thesis (unfreeze at epoch 10 of 30; ~9 h for the whole grid on 2 CPU cores);
 # "cpu" keeps that schedule but caps each run at 4,000 training examples seen (epochs and the head-only phase
 # shrink together for large N; the whole grid in well under an hour on 2 cores); "quick" fits the 30-minute demo.
+# pretrain_examples: pretraining's cap on examples seen (budgets.py: large caption sets get fewer epochs).
 PROFILES = {
-    "full": {"pretrain_epochs": 20, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": None},
-    "cpu": {"pretrain_epochs": 10, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": 4000},
-    "quick": {"pretrain_epochs": 3, "finetune_epochs": 8, "unfreeze_epoch": 3, "max_examples": None},
-}
+    "full": {"pretrain_epochs": 20, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": None,
+             "pretrain_examples": PRETRAIN_EXAMPLES["full"]},
+    "cpu": {"pretrain_epochs": 10, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": 4000,
+            "pretrain_examples": PRETRAIN_EXAMPLES["cpu"]},
+    "quick": {"pretrain_epochs": 3, "finetune_epochs": 8, "unfreeze_epoch": 3, "max_examples": None,
+              "pretrain_examples": PRETRAIN_EXAMPLES["quick"]},
+}  # fmt: skip
 
 
 @dataclass
@@ -62,6 +67,9 @@ class SweepArgs:
     finetune_epochs: int | None = None
     unfreeze_epoch: int | None = None
     max_examples: int | None = field(default=None, metadata={"help": "training examples per finetuning run"})
+    pretrain_examples: int | None = field(
+        default=None, metadata={"help": "training examples per pretraining run"}
+    )
     batch_size: int = 32
     window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
     freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
@@ -113,6 +121,7 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
                 objective=objective,
                 output=str(path),
                 epochs=budget["pretrain_epochs"],
+                max_examples=budget["pretrain_examples"],
                 batch_size=args.batch_size,
                 window_samples=args.window_samples,
                 freeze_text=args.freeze_text,

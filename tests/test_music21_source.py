@@ -72,6 +72,44 @@ def test_groups_disjoint_between_roles(small: tuple[Music21Source, list]) -> Non
     assert all(len(v) == 1 for v in by_group.values())
 
 
+def test_small_genres_are_the_audio_of_6558419(small: tuple[Music21Source, list]) -> None:
+    """Same genre track ids and samples as before captions grew (issue 16): baselines stay comparable."""
+    import hashlib
+
+    _, tracks = small
+    fixture = Path(__file__).parent / "fixtures" / "music21_small_genres_6558419.json"
+    want = json.loads(fixture.read_text())["genres"]
+    got = {}
+    for t in tracks:
+        if t.role == "genres":
+            audio, _ = sf.read(t.audio_path, dtype="int16")
+            got[t.track_id] = hashlib.sha256(audio.tobytes()).hexdigest()
+    assert sorted(got) == sorted(want)
+    assert got == want
+
+
+def test_small_captions_are_3x_the_genre_audio_from_more_pieces(small: tuple[Music21Source, list]) -> None:
+    from music_clip_data.sources.music21_corpus import CAPTIONS_PER_GENRE_CLIP, plan, planned_windows
+
+    source, tracks = small
+    genres = [t for t in tracks if t.role == "genres"]
+    captions = [t for t in tracks if t.role == "captions"]
+    seconds = {role: sum(sf.info(t.audio_path).duration for t in ts) for role, ts in
+               (("captions", captions), ("genres", genres))}  # fmt: skip
+    assert seconds["captions"] >= CAPTIONS_PER_GENRE_CLIP * seconds["genres"], seconds
+    pieces = {
+        role: {t.metadata["piece"] for t in ts} for role, ts in (("captions", captions), ("genres", genres))
+    }
+    assert len(pieces["captions"]) > len(pieces["genres"])
+    summary = source.summary()
+    assert summary["caption_pieces"] == len(pieces["captions"]) and summary["captions_per_genre_clip"] >= 3
+    # The plan's window estimate (what the quick and full plan tests assert on) is a lower bound of the build.
+    built = {p: sum(t.metadata["piece"] == p for t in captions) for p in pieces["captions"]}
+    planned = {p.key: planned_windows(p, 0, cap) for p, role, cap in plan("small", 0) if role == "captions"}
+    assert sum(built.values()) >= sum(planned.values())
+    assert sum(built.get(k, 0) < n for k, n in planned.items()) <= 0.05 * len(planned)
+
+
 def _features(tracks: list, extra: str | None = None) -> np.ndarray:
     from music_clip_data.sources.music21_corpus import FONTS, PROGRAMS
 

@@ -31,6 +31,17 @@ CONFOUNDS = [
 ]
 
 
+def _ratio_line(summary: dict[str, Any]) -> str:
+    """Pretraining (captions) : labelled (genres) audio and pieces; every clip has the same length."""
+    hours = {role: summary.get(f"{role}_seconds", 0) / 3600 for role in ("caption", "genre")}
+    return (
+        f"Captions : genres = {summary.get('captions_per_genre_clip')} : 1 in clips and in audio "
+        f"({hours['caption']:.1f} h : {hours['genre']:.1f} h), {summary.get('captions_per_genre_piece')} : 1 "
+        f"in pieces ({summary.get('caption_pieces', 0)} : {summary.get('genre_pieces', 0)}): pretraining sees "
+        "more music than the few-shot classifier is labelled with, as in the thesis."
+    )
+
+
 def music21_card_section(summary: dict[str, Any], render_facts: dict[str, Any] | None = None) -> str:
     """Markdown for the dataset card from a `Music21Source.summary()`."""
     r = render_facts or {}
@@ -42,9 +53,11 @@ def music21_card_section(summary: dict[str, Any], render_facts: dict[str, Any] |
         lines.append(f"| {name} | {desc} | {sources} | {clips} | {groups} |")
     lines += [
         "",
-        f"Caption clips: {summary.get('caption_clips', 0)} from {summary.get('caption_groups', 0)} groups, "
-        "none shared with the genres config. Pieces that failed: "
+        f"Caption clips: {summary.get('caption_clips', 0)} from {summary.get('caption_pieces', 0)} pieces in "
+        f"{summary.get('caption_groups', 0)} groups, none shared with the genres config. Pieces that failed: "
         f"{summary.get('failures', 0)} (listed in skipped.jsonl).",
+        "",
+        _ratio_line(summary),
         "",
         "### How clips were rendered",
         f"Each score is parsed with music21, grace and zero-length notes are dropped, repeats are expanded "

@@ -93,8 +93,43 @@ def _ordered(pieces: list[Piece], rng: np.random.Generator, cheap: bool) -> list
     return out
 
 
+# The captions config (pretraining) is at least this many times the genres config (few-shot) in audio, and
+# comes from more distinct pieces (issue 16: the thesis pretrains on ~7x more audio than it labels).
+CAPTIONS_PER_GENRE_CLIP = 3.0
+# Planned windows are a lower bound (repeats only lengthen a piece; the small build and a sample of the quick
+# one made 14-15 % more than planned); the margin covers failed pieces.
+PLAN_MARGIN = 1.05
+# A long caption piece gives up to this many non-overlapping windows, each with its own draws and caption.
+CAPTION_WINDOWS_PER_PIECE = 6
+# Caption pieces beyond the first part stay under this many notes: in a sample of the quick build's caption
+# chunks, 4 piano scores of 2,000-5,000 notes took 3x longer to parse than the 148 other pieces together.
+CAPTION_MAX_NOTES = 2000
+
+
 def plan(size: str, seed: int, extra_pieces: Sequence[Piece] = ()) -> list[tuple[Piece, str, int]]:
-    """Deterministic (piece, role, max clips) list. Groups used for genres never appear in captions."""
+    """Deterministic (piece, role, max clips) list: `plan_parts`' two parts in order."""
+    first, more = plan_parts(size, seed, extra_pieces)
+    return first + more
+
+
+def plan_parts(
+    size: str, seed: int, extra_pieces: Sequence[Piece] = ()
+) -> tuple[list[tuple[Piece, str, int]], list[tuple[Piece, str, int]]]:
+    """The genres config with the first caption pieces (chunked together, as before issue 16), then more captions.
+
+    The first part is exactly the plan of commit 6558419: FluidSynth renders a chunk's clips one after another in
+    one run, so a genre clip's samples may depend on its neighbours; keeping those chunks as they were keeps the
+    genres config's audio (and the resume of older caches). Groups used for genres never appear in captions.
+    """
+    first, pools = _first_plan(size, seed, extra_pieces)
+    return first, _more_captions(size, seed, first, pools)
+
+
+def _first_plan(
+    size: str, seed: int, extra_pieces: Sequence[Piece]
+) -> tuple[list[tuple[Piece, str, int]], list[list[Piece]]]:
+    """Genre pieces, then caption pieces at 2 windows each (unchanged: the genres' rng sequence), and the pools
+    of caption candidates (caption extras, then each class' groups left over from genres) in their drawn order."""
     spec = SIZES[size]
     rng = np.random.default_rng(seed)
     by_style: dict[str, list[Piece]] = defaultdict(list)
@@ -130,7 +165,45 @@ def plan(size: str, seed: int, extra_pieces: Sequence[Piece] = ()) -> list[tuple
                 cursors[i] += 1
                 chosen.append((p, "captions", 2))
                 total += _est_clips(p, 2)
-    return chosen
+    return chosen, leftovers
+
+
+def planned_windows(piece: Piece, seed: int, cap: int) -> int:
+    """Windows `render_chunk` cuts from `piece` if its parsed length is the metadata's: a lower bound, since
+    repeat expansion only lengthens a piece (windows of rests only, and failures, are what the margin covers)."""
+    return len(_draws(piece, seed, cap, piece.length_ql))
+
+
+def caption_targets(size: str, first: list[tuple[Piece, str, int]]) -> tuple[int, int]:
+    """(caption windows, caption pieces) to plan: the ratio over the genres config, with margin."""
+    genre_clips = SIZES[size].genre_clips * len(CLASS_NAMES)  # _balance caps each class at genre_clips
+    genre_pieces = sum(role == "genres" for _, role, _ in first)  # planned: at least the built count
+    return (
+        int(np.ceil(PLAN_MARGIN * CAPTIONS_PER_GENRE_CLIP * genre_clips)),
+        int(np.ceil(PLAN_MARGIN * genre_pieces)) + 1,
+    )
+
+
+def _more_captions(
+    size: str, seed: int, first: list[tuple[Piece, str, int]], pools: list[list[Piece]]
+) -> list[tuple[Piece, str, int]]:
+    """Caption pieces beyond the first part, one per pool per round, until both targets are planned."""
+    want_windows, want_pieces = caption_targets(size, first)
+    captions = [(p, cap) for p, role, cap in first if role == "captions"]
+    windows = sum(planned_windows(p, seed, cap) for p, cap in captions)
+    pieces = len(captions)
+    taken = {p.key for p, _ in captions}
+    queues = [[p for p in pool if p.key not in taken and p.note_count <= CAPTION_MAX_NOTES] for pool in pools]
+    more: list[tuple[Piece, str, int]] = []
+    for depth in range(max(map(len, queues), default=0)):
+        for queue in queues:
+            if windows >= want_windows and pieces >= want_pieces:
+                return more
+            if depth < len(queue):
+                more.append((queue[depth], "captions", CAPTION_WINDOWS_PER_PIECE))
+                windows += planned_windows(queue[depth], seed, CAPTION_WINDOWS_PER_PIECE)
+                pieces += 1
+    return more
 
 
 def _chunks(items: list[tuple[Piece, str, int]], max_notes: int = 4000, max_pieces: int = 16) -> list[list]:
@@ -143,6 +216,29 @@ def _chunks(items: list[tuple[Piece, str, int]], max_notes: int = 4000, max_piec
             chunks.append(current)
             current, notes = [], 0
         current.append(item)
+        notes += item[0].note_count
+    return chunks + ([current] if current else [])
+
+
+# Caption chunks beyond the first part: bounded by windows (render and finish cost) and notes (parse cost).
+CAPTION_CHUNK_WINDOWS = 48
+CAPTION_CHUNK_NOTES = 20000
+
+
+def _caption_chunks(items: list[tuple[Piece, str, int]], seed: int) -> list[list]:
+    """Chunks of caption pieces, so each FluidSynth run renders ~CAPTION_CHUNK_WINDOWS / len(FONTS) clips."""
+    chunks: list[list] = []
+    current: list = []
+    windows = notes = 0
+    for item in sorted(items, key=lambda it: (-it[0].note_count, it[0].key)):
+        n = planned_windows(item[0], seed, item[2])
+        if current and (
+            windows + n > CAPTION_CHUNK_WINDOWS or notes + item[0].note_count > CAPTION_CHUNK_NOTES
+        ):
+            chunks.append(current)
+            current, windows, notes = [], 0, 0
+        current.append(item)
+        windows += n
         notes += item[0].note_count
     return chunks + ([current] if current else [])
 
@@ -348,8 +444,9 @@ class Music21Source:
         render.check_tools()
         start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
-        items = plan(self.size, self.seed, self.extra_pieces)
-        chunks = {_chunk_id(c, self.seed): c for c in _chunks(items)}
+        first, more = plan_parts(self.size, self.seed, self.extra_pieces)
+        items = first + more  # plan order: _balance keeps the same genre clips as before issue 16
+        chunks = {_chunk_id(c, self.seed): c for c in _chunks(first) + _caption_chunks(more, self.seed)}
         done = self._done()
         todo = [cid for cid in chunks if cid not in done]
         from tqdm.auto import tqdm
@@ -437,12 +534,30 @@ class Music21Source:
             },
             "caption_clips": sum(r["role"] == "captions" for r in records),
             "caption_groups": len({r["group_id"] for r in records if r["role"] == "captions"}),
+            **role_ratios(records),
             "failures": len(self.failures),
         }
 
     def card_section(self) -> str:
         """Markdown for the dataset card (class table, rendering, licences, confounds)."""
         return music21_card_section(self.summary(), RENDER_FACTS)
+
+
+def role_ratios(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Captions : genres in clips (every clip is CLIP_SECONDS, so also in audio seconds) and in pieces."""
+    clips = Counter(r["role"] for r in records)
+    pieces = {role: len({r["metadata"]["piece"] for r in records if r["role"] == role}) for role in clips}
+    genre_clips, genre_pieces = clips.get("genres", 0), pieces.get("genres", 0)
+    return {
+        "genre_pieces": genre_pieces,
+        "caption_pieces": pieces.get("captions", 0),
+        "caption_seconds": clips.get("captions", 0) * CLIP_SECONDS,
+        "genre_seconds": genre_clips * CLIP_SECONDS,
+        "captions_per_genre_clip": round(clips.get("captions", 0) / genre_clips, 2) if genre_clips else None,
+        "captions_per_genre_piece": round(pieces.get("captions", 0) / genre_pieces, 2)
+        if genre_pieces
+        else None,
+    }
 
 
 RENDER_FACTS = {"clip_seconds": CLIP_SECONDS, "programs": PROGRAMS, "bpm_range": BPM_RANGE,
