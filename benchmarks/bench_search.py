@@ -39,9 +39,9 @@ from library_index import add_index, index_factory, set_search_params  # noqa: E
 from plots import mel_image  # noqa: E402
 
 DIM = 512
-# Clusters of ~100 tracks with an item's cosine to its centre ≈ 0.7: neighbours cross IVF lists, so recall
-# depends on nprobe. Tight clusters make any index look perfect; spread 2 (cosine ≈ 0.45) is near-random data
-# on which no approximate index works (recall@10 0.36 at 100k).
+# Clusters of ~100 tracks with an item's cosine to its centre ≈ 0.7: neighbours cross IVF lists (an IVF index's
+# recall depends on nprobe) and are near-ties inside their cluster. Tight clusters make any index look perfect;
+# spread 2 (cosine ≈ 0.45) is near-random data on which no approximate index works (recall@10 0.36 at 100k).
 CLUSTER_SIZE = 100
 SPREAD = 1.0
 
@@ -90,18 +90,19 @@ def build_or_load(emb: np.ndarray, cache: Path) -> tuple[faiss.Index, str]:
         started = time.perf_counter()
         index = faiss.read_index(str(cache))
         return index, f"loaded from the cache {cache} in {time.perf_counter() - started:.1f} s"
-    started, before = time.perf_counter(), rss_mb()
+    started, cpu, before = time.perf_counter(), time.process_time(), rss_mb()
     column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
     table = Dataset(pa.table({"audio_embedding": column}))
     add_index(table, "audio_embedding", approximate=True)
     index = table.get_index("audio_embedding").faiss_index
-    built = time.perf_counter() - started
+    built, cpu = time.perf_counter() - started, time.process_time() - cpu
     cache.parent.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(cache.with_suffix(".partial")))
     os.replace(cache.with_suffix(".partial"), cache)
     size = cache.stat().st_size / 2**20
     return index, (
-        f"built in {built:.1f} s through datasets.add_faiss_index; index {size:,.0f} MB (its file), process "
+        f"built in {built:.1f} s ({cpu:.0f} CPU-s: on a loaded machine the wall time grows, not this) through "
+        f"datasets.add_faiss_index at load {os.getloadavg()[0]:.1f}; index {size:,.0f} MB (its file), process "
         f"memory +{rss_mb() - before:,.0f} MB while building; cached as {cache}"
     )
 
