@@ -75,7 +75,9 @@ def main() -> None:
     text_audio_index = torch.arange(len(tracks)).repeat_interleave(3)
 
     def train_step(inputs: dict, text_pooled: torch.Tensor | None) -> None:
-        loss = model(**inputs, text_pooled=text_pooled, text_audio_index=text_audio_index, return_loss=True).loss
+        loss = model(
+            **inputs, text_pooled=text_pooled, text_audio_index=text_audio_index, return_loss=True
+        ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
