@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from audio_music_clip import (  # longer files: the first ten minutes (as the builder and Space)
     MAX_SECONDS,
@@ -47,7 +48,10 @@ class Embedder:
         from feature_extraction_music_clip import MusicClipFeatureExtractor
         from modeling_music_clip import MusicClipModel
 
-        self.model = MusicClipModel.from_pretrained(self.model_dir).eval()
+        try:
+            self.model = MusicClipModel.from_pretrained(self.model_dir).eval()
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged or foreign weights
+            raise ValueError(f"cannot load the model {self.model_dir}: {type(err).__name__}: {err}") from None
         # Channels-last conv weights: PyTorch's CPU max-pool over the first block's wide NCHW maps is the CNN's
         # main cost; channels-last makes a whole-track embedding 2-3x faster on one thread (same values to 1e-6).
         self.model.audio_encoder.to(memory_format=torch.channels_last)

@@ -201,7 +201,8 @@ def run_files(
             yield from pool.map(index_one, map(str, files), chunksize=chunksize)
         except BrokenProcessPool:  # a worker's initializer failed (its traceback is above) or it was killed
             raise ValueError(
-                f"the worker processes could not load the model {model_dir} or were killed (see the error above)"
+                f"the worker processes stopped: the model {model_dir} could not be loaded or a worker was killed "
+                "(see the error above)"
             ) from None
 
 

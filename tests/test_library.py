@@ -308,3 +308,32 @@ def test_quick_index_rerun_reuses_every_embedding(
     excerpt = tmp_path / "excerpt.flac"
     ffmpeg(music / immich_tracks[7].name, excerpt, "-ss", "4", "-t", "20")
     assert main(["search", str(tmp_path / "idx"), "--like", str(excerpt), "-k", "1"]) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_damaged_model_weights_are_a_clear_error_and_write_no_index(
+    tmp_path: Path, immich_tracks: list[Path], minilm_path: str, capsys: pytest.CaptureFixture, workers: str
+) -> None:
+    from conftest import tiny_config, tiny_processor
+
+    from modeling_music_clip import MusicClipModel
+
+    model_dir = tmp_path / "model"
+    config = tiny_config()
+    MusicClipModel(config).save_pretrained(model_dir)
+    tiny_processor(minilm_path, config).save_pretrained(model_dir)
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a cut download
+    music = tmp_path / "music"
+    music.mkdir()
+    for track in immich_tracks[:2]:
+        shutil.copy(track, music / track.name)
+    out = tmp_path / "idx"
+    assert (
+        main(["index", str(music), "--model", str(model_dir), "--output", str(out), "--workers", workers])
+        == 2
+    )
+    err = capsys.readouterr().err
+    # In process the loader's own reason; from the pool, the pool's message after the worker's traceback.
+    assert ("cannot load the model" if workers == "1" else "could not be loaded") in err
+    assert "music-clip index: error:" in err and not (out / "index.json").exists()
