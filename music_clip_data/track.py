@@ -24,9 +24,8 @@ class Track:
     genre: str | None = None  # a label given directly (folder name, style class); wins over tags
     role: Role | None = None  # which config the track belongs to; None lets the builder decide
     metadata: dict[str, Any] = field(default_factory=dict)  # source extras, stored as JSON (render params...)
-    template_sentences: list[str] | None = (
-        None  # three caption sentences from real metadata, if the source has them
-    )
+    # Three caption sentences from real metadata, if the source has them.
+    template_sentences: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.audio_path = Path(self.audio_path)
