@@ -286,10 +286,8 @@ def test_the_space_serves_an_index_folder_with_the_approximate_index(
         proc.wait()
 
 
-def test_quick_index_rerun_reuses_every_embedding(
-    tmp_path: Path, immich_tracks: list[Path], minilm_path: str
-) -> None:
-    """The default-run check (a random tiny model, four files): index, re-run from the cache, search by audio."""
+def tiny_model_and_music(tmp_path: Path, minilm_path: str, tracks: list[Path]) -> tuple[Path, Path]:
+    """A random tiny model folder and a folder holding copies of `tracks` (the default-run checks)."""
     from conftest import tiny_config, tiny_processor
 
     from modeling_music_clip import MusicClipModel
@@ -300,8 +298,16 @@ def test_quick_index_rerun_reuses_every_embedding(
     tiny_processor(minilm_path, config).save_pretrained(model_dir)
     music = tmp_path / "music"
     music.mkdir()
-    for track in immich_tracks[::7]:
+    for track in tracks:
         shutil.copy(track, music / track.name)
+    return model_dir, music
+
+
+def test_quick_index_rerun_reuses_every_embedding(
+    tmp_path: Path, immich_tracks: list[Path], minilm_path: str
+) -> None:
+    """The default-run check (a random tiny model, four files): index, re-run from the cache, search by audio."""
+    model_dir, music = tiny_model_and_music(tmp_path, minilm_path, immich_tracks[::7])
     first = index(music, str(model_dir), tmp_path / "idx")
     again = index(music, str(model_dir), tmp_path / "idx")
     assert (first["embedded"], first["cached"], again["embedded"], again["cached"]) == (4, 0, 0, 4)
@@ -314,20 +320,9 @@ def test_quick_index_rerun_reuses_every_embedding(
 def test_damaged_model_weights_are_a_clear_error_and_write_no_index(
     tmp_path: Path, immich_tracks: list[Path], minilm_path: str, capsys: pytest.CaptureFixture, workers: str
 ) -> None:
-    from conftest import tiny_config, tiny_processor
-
-    from modeling_music_clip import MusicClipModel
-
-    model_dir = tmp_path / "model"
-    config = tiny_config()
-    MusicClipModel(config).save_pretrained(model_dir)
-    tiny_processor(minilm_path, config).save_pretrained(model_dir)
+    model_dir, music = tiny_model_and_music(tmp_path, minilm_path, immich_tracks[:2])
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a cut download
-    music = tmp_path / "music"
-    music.mkdir()
-    for track in immich_tracks[:2]:
-        shutil.copy(track, music / track.name)
     out = tmp_path / "idx"
     assert (
         main(["index", str(music), "--model", str(model_dir), "--output", str(out), "--workers", workers])
