@@ -30,19 +30,26 @@ def audio_embeddings(model, mels: list[np.ndarray], feature_extractor, batch_siz
 
 @torch.no_grad()
 def pooled_texts(model, texts: list[str], tokenizer, max_length: int, batch_size: int = 64) -> torch.Tensor:
-    """Text-tower outputs before the v layer (the frozen-text cache and the evaluation path share this)."""
+    """Text-tower outputs before the v layer (the frozen-text cache and the evaluation path share this).
+
+    Each distinct text is encoded once, in batches of similar length: template captions repeat (the quick build's
+    15,945 sentences are 3,881 distinct ones), and short batches pad less. A text's vector depends only on the
+    set of texts, not on their order.
+    """
     device = next(model.parameters()).device
+    unique = sorted(set(texts), key=lambda text: (len(text), text))
     chunks = []
-    for start in range(0, len(texts), batch_size):
+    for start in range(0, len(unique), batch_size):
         tokens = tokenizer(
-            texts[start : start + batch_size],
+            unique[start : start + batch_size],
             padding=True,
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
         chunks.append(model.get_text_pooled(tokens["input_ids"], tokens["attention_mask"]))
-    return torch.cat(chunks)
+    row = {text: i for i, text in enumerate(unique)}
+    return torch.cat(chunks)[torch.tensor([row[text] for text in texts], dtype=torch.long)]
 
 
 @torch.no_grad()

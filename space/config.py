@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What the project's main job (`python main_job.py`, quick profile) writes, relative to the repository.
-DEFAULT_MODEL = "runs/quick/sweep/pretrained/supcon"
+DEFAULT_MODEL = "runs/quick/sweep/pretrained/independent"
 DEFAULT_CLASSIFIER = "runs/quick/classifier"
 DEFAULT_LIBRARY = "data/music21-quick"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -16,11 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The commands that make each default, shown in the UI when one is missing (`./run.sh` makes all three).
 MAKE_LIBRARY = "python build_dataset.py --source music21 --size quick --output data/music21-quick"
 MAKE_MODEL = (
-    "python train.py pretrain --dataset data/music21-quick --objective supcon --window-samples 240000 "
-    "--output runs/quick/sweep/pretrained/supcon"
+    "python train.py pretrain --dataset data/music21-quick --objective independent --window-samples 240000 "
+    "--max-examples 6000 --output runs/quick/sweep/pretrained/independent"
 )
 MAKE_CLASSIFIER = (
-    "python train.py finetune --dataset data/music21-quick --init runs/quick/sweep/pretrained/supcon "
+    "python train.py finetune --dataset data/music21-quick --init runs/quick/sweep/pretrained/independent "
     "--output runs/quick/classifier"
 )
 

@@ -15,6 +15,9 @@ from conftest import REPO
 from gradio_client import Client, handle_file
 from test_space import free_port, wait_for
 
+from main_job import START_OBJECTIVE
+from music_clip_train.collate import OBJECTIVE_LABELS
+
 
 def smoke_command(root: Path) -> tuple[list[str], dict[str, str]]:
     """The main job's smoke profile in `root` (no Space), and its environment."""
@@ -61,16 +64,16 @@ def test_every_stage_leaves_its_artifact(smoke):
     assert load_dataset(str(root / "data" / "music21-small"), "captions", split="train").num_rows > 0
     genres = load_dataset(str(root / "data" / "music21-small"), "genres")
     assert len(genres["train"].features["genre"].names) == 7
-    assert (runs / "sweep" / "pretrained" / "supcon" / "model.safetensors").exists()
+    assert (runs / "sweep" / "pretrained" / START_OBJECTIVE / "model.safetensors").exists()
     assert (runs / "classifier" / "model.safetensors").exists()
     table = (runs / "sweep" / "table.md").read_text()
-    assert "Audio Encoder" in table and "SCL" in table
-    evaluation = json.loads((runs / "sweep" / "pretrained" / "supcon" / "evaluation.json").read_text())
+    assert "Audio Encoder" in table and OBJECTIVE_LABELS[START_OBJECTIVE] in table
+    evaluation = json.loads((runs / "sweep" / "pretrained" / START_OBJECTIVE / "evaluation.json").read_text())
     assert evaluation  # retrieval and zero-shot numbers were written
 
 
 def test_a_second_run_reuses_everything(smoke):
-    model = smoke["root"] / "runs" / "smoke" / "sweep" / "pretrained" / "supcon" / "model.safetensors"
+    model = smoke["root"] / "runs" / "smoke" / "sweep" / "pretrained" / START_OBJECTIVE / "model.safetensors"
     before = model.stat().st_mtime_ns
     start = time.perf_counter()
     again = main_job(smoke["root"])
@@ -102,7 +105,7 @@ def test_the_space_serves_what_the_job_made(smoke, immich_tracks):
         sys.executable,
         str(REPO / "space" / "app.py"),
         "--model",
-        str(runs / "sweep" / "pretrained" / "supcon"),
+        str(runs / "sweep" / "pretrained" / START_OBJECTIVE),
         "--classifier",
         str(runs / "classifier"),
         "--library",
@@ -164,3 +167,14 @@ def test_a_stage_orphaned_by_kill_9_keeps_the_folder_locked(tmp_path):
             if proc is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_space_defaults_to_what_the_quick_main_job_makes() -> None:
+    sys.path.insert(0, str(REPO / "space"))  # the Space folder is self-contained: it cannot import main_job
+    import config
+
+    assert config.DEFAULT_MODEL == f"runs/quick/sweep/pretrained/{START_OBJECTIVE}"
+    assert (
+        f"--objective {START_OBJECTIVE} " in config.MAKE_MODEL and config.DEFAULT_MODEL in config.MAKE_MODEL
+    )
+    assert config.DEFAULT_MODEL in config.MAKE_CLASSIFIER

@@ -166,3 +166,20 @@ def test_forward_hands_groups_and_generator_to_the_loss(objective, toy_batch):
             torch.Generator().manual_seed(0),
         )
     torch.testing.assert_close(grouped, expected)
+
+
+def test_the_text_cache_encodes_each_distinct_text_once(minilm_path):
+    """Template captions repeat (the quick build: 15,945 sentences, 3,881 distinct); each is encoded once, and
+    every copy gets the vector it gets on its own."""
+    from music_clip_train.evaluation import pooled_texts
+
+    model, tokenizer = MusicClipModel(tiny_config()).eval(), tiny_processor(minilm_path).tokenizer
+    encoded: list[int] = []
+    encode = model.get_text_pooled
+    model.get_text_pooled = lambda ids, mask: encoded.append(len(ids)) or encode(ids, mask)
+    texts = ["a sad folk song", "a bright chorale in D major", "a sad folk song", "fiddle"] * 20
+    pooled = pooled_texts(model, texts, tokenizer, 32, batch_size=3)
+    assert sum(encoded) == 3
+    alone = torch.cat([pooled_texts(model, [t], tokenizer, 32) for t in texts[:4]])
+    torch.testing.assert_close(pooled[:4], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pooled[4:8], pooled[:4], atol=0, rtol=0)
