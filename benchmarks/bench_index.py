@@ -1,7 +1,7 @@
 """Indexing throughput of `music-clip index` against a decode-only pass over the same files, in one run.
 
     python benchmarks/bench_index.py --files 500 --workers 2                 # a fresh model (same cost as trained)
-    python benchmarks/bench_index.py --files 2000 --model runs/quick/pretrained/supcon
+    python benchmarks/bench_index.py --files 2000 --model runs/quick/sweep/pretrained/independent
 
 The folder holds `--files` distinct real files made from the 28 immich tracks, each re-encoded by FFmpeg with its
 own gain and start offset (so no two files share content, and every file is embedded). Both passes run as

@@ -1,6 +1,6 @@
 """The `music-clip` console script.
 
-music-clip index ~/Music --model runs/quick/pretrained/supcon --output ~/music-index
+music-clip index ~/Music --model runs/quick/sweep/pretrained/independent --output ~/music-index
 music-clip search ~/music-index "a calm piano piece"
 music-clip search ~/music-index --like some_song.mp3 -k 5
 """

@@ -61,6 +61,34 @@ def markdown_table(runs: list[dict], objectives: list[str], sizes: list[int], us
     return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
 
 
+def goal_summary(runs: list[dict], objectives: list[str], sizes: list[int]) -> str:
+    """Issue 16's reading of the table: the best pretrained objective (highest mean over N of the per-N means),
+    then every (objective, N) below the un-pretrained baseline, and the best one's margin at the smallest and
+    largest N (goal: ≥ 2x the baseline at the smallest, ≥ +0.05 at the largest)."""
+    cells = {key: float(np.mean(v)) for key, v in aggregate(runs).items()}
+    pretrained = [o for o in objectives if o != "none" and all((o, n) in cells for n in sizes)]
+    if not pretrained or not sizes or not all(("none", n) in cells for n in sizes):
+        return ""
+    mean = {o: float(np.mean([cells[(o, n)] for n in sizes])) for o in pretrained + ["none"]}
+    best = max(pretrained, key=lambda o: mean[o])
+    ranked = ", ".join(
+        f"{OBJECTIVE_LABELS[o]} {mean[o]:.3f}" for o in sorted(mean, key=mean.get, reverse=True)
+    )
+    below = [
+        f"{OBJECTIVE_LABELS[o]} at N={n} ({cells[(o, n)]:.3f} < {cells[('none', n)]:.3f})"
+        for o in pretrained
+        for n in sizes
+        if cells[(o, n)] < cells[("none", n)]
+    ]
+    first, last = sizes[0], sizes[-1]
+    return (
+        f"Mean over N: {ranked}. Best pretrained objective: **{OBJECTIVE_LABELS[best]}** ({best}).\n\n"
+        f"Below the un-pretrained baseline (means over seeds): {'; '.join(below) if below else 'none'}.\n\n"
+        f"{OBJECTIVE_LABELS[best]} vs the baseline: {cells[(best, first)] / max(cells[('none', first)], 1e-9):.2f}x "
+        f"at N={first}, {cells[(best, last)] - cells[('none', last)]:+.3f} at N={last}.\n"
+    )
+
+
 def thesis_table(objectives: list[str]) -> str:
     lines = [
         "| objective | " + " | ".join(map(str, THESIS_SIZES)) + " |",

@@ -25,7 +25,15 @@ from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
 from .markers import pretrained_complete, read_json_marker, weights_loadable
-from .report import box_plot, calibration_plot, calibration_table, line_plot, markdown_table, thesis_table
+from .report import (
+    box_plot,
+    calibration_plot,
+    calibration_table,
+    goal_summary,
+    line_plot,
+    markdown_table,
+    thesis_table,
+)
 from .subsets import plan_sizes
 
 # Epoch budgets: "full" follows the thesis (unfreeze at epoch 10 of 30; ~9 h for the whole grid on 2 CPU cores);
@@ -206,6 +214,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
         f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
+        f"{goal_summary(runs, args.objectives, sorted(used))}\n"
         f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Calibration\n\n{calibration}\n"
         + (f"![reliability]({reliability.name})\n\n" if reliability else "")
         + f"## Thesis Table 6\n\n{thesis}"

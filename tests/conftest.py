@@ -101,3 +101,13 @@ def assert_same_training_result(whole, killed) -> None:
         assert torch.equal(a[key], b[key]), key
     history = [json.loads((d / "train_results.json").read_text())["history"] for d in (whole, killed)]
     assert history[0] == history[1]
+
+
+@pytest.fixture(scope="session")
+def small_music21(tmp_path_factory: pytest.TempPathFactory):
+    """The bundled corpus' small size, rendered once per test session (about a minute on 2 cores): the source
+    tests read it, and the main job's smoke test starts from its render cache instead of rendering it again."""
+    from music_clip_data.sources.music21_corpus import Music21Source
+
+    source = Music21Source("small", tmp_path_factory.mktemp("m21"), workers=2, seed=0, progress=False)
+    return source, list(source)

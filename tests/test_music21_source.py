@@ -27,9 +27,8 @@ pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="flui
 
 
 @pytest.fixture(scope="session")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Music21Source, list]:
-    source = Music21Source("small", tmp_path_factory.mktemp("m21"), workers=2, seed=0, progress=False)
-    return source, list(source)
+def small(small_music21: tuple[Music21Source, list]) -> tuple[Music21Source, list]:
+    return small_music21
 
 
 def test_small_has_all_classes_and_playable_clips(small: tuple[Music21Source, list]) -> None:
