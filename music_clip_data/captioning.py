@@ -24,11 +24,14 @@ import logging
 import os
 import random
 import re
+import signal
 import tempfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -266,6 +269,26 @@ def sleep_or_stop(stop: threading.Event, seconds: float) -> None:
         raise _Stopped
 
 
+@contextmanager
+def _ctrl_c_sets(stop: threading.Event, interrupted: threading.Event) -> Iterator[None]:
+    """Ctrl-C sets both events instead of raising where it lands: a KeyboardInterrupt raised while the main
+    thread holds a future's lock (inside `as_completed`) can leave it held, and then `shutdown(wait=True)` waits
+    forever for workers that cannot finish their futures. The run raises KeyboardInterrupt once the pool is shut."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _LLMRun:
     def __init__(self, spec: PromptSpec, settings: CaptionSettings) -> None:
         self.spec = spec
@@ -303,13 +326,20 @@ class _LLMRun:
             base_url=self.s.base_url, api_key=self._api_key, max_retries=0, timeout=self.s.timeout_s
         )
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.s.concurrency, len(todo))))
+        interrupted = threading.Event()
         try:
             futures = {pool.submit(self._answer, client, prompts[key], key): key for key in todo}
-            for future in as_completed(futures):
-                answers[futures[future]] = record = future.result()  # re-raises CaptioningError
-                counts[record["run_status"]] += 1
-                bar.update()
-                bar.set_postfix(counts, refresh=False)
+            pending = set(futures)
+            with _ctrl_c_sets(self.stop, interrupted):
+                while pending and not interrupted.is_set():
+                    done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        if interrupted.is_set():  # set before `stop`, so before any worker raised _Stopped
+                            break
+                        answers[futures[future]] = record = future.result()  # re-raises CaptioningError
+                        counts[record["run_status"]] += 1
+                        bar.update()
+                        bar.set_postfix(counts, refresh=False)
         finally:
             # On an error or Ctrl-C, drop what has not started and end every retry loop; requests in flight
             # finish (within the timeout) and nothing more is sent.
@@ -317,6 +347,8 @@ class _LLMRun:
             pool.shutdown(wait=True, cancel_futures=True)
             client.close()
             bar.close()
+        if interrupted.is_set():
+            raise KeyboardInterrupt
         return answers
 
     def _answer(self, client: openai.OpenAI, question: _Question, key: str) -> dict[str, Any]:
