@@ -100,6 +100,10 @@ metadata templates, not by listeners. Not for decisions about people or artists.
 """
 
 
+# Floats in one block of matching-head pairs (64 MB): see MusicClipModel.match_logits.
+MATCH_BLOCK_ELEMENTS = 1 << 24
+
+
 @dataclass
 class MusicClipOutput(ModelOutput):
     """
@@ -396,11 +400,18 @@ class MusicClipModel(MusicClipPreTrainedModel):
         return self
 
     def match_logits(self, audio_z: torch.Tensor, text_z: torch.Tensor) -> torch.Tensor:
-        """Matching-head logits for every audio-text pair: (B, M)."""
-        pairs = torch.cat(
-            [audio_z[:, None].expand(-1, len(text_z), -1), text_z[None].expand(len(audio_z), -1, -1)], dim=-1
-        )
-        return self.matching_head(pairs).squeeze(-1)
+        """Matching-head logits for every audio-text pair: (B, M), a block of audio rows at a time, so the pair
+        tensor stays near MATCH_BLOCK_ELEMENTS floats (every pair of the full build's held-out tracks and their
+        sentences at once would be 45 GB). A training batch is one block."""
+        rows = max(1, MATCH_BLOCK_ELEMENTS // max(1, len(text_z) * 2 * text_z.shape[-1]))
+        blocks = []
+        for start in range(0, len(audio_z), rows):
+            audio = audio_z[start : start + rows]
+            pairs = torch.cat(
+                [audio[:, None].expand(-1, len(text_z), -1), text_z[None].expand(len(audio), -1, -1)], dim=-1
+            )
+            blocks.append(self.matching_head(pairs).squeeze(-1))
+        return torch.cat(blocks) if blocks else audio_z.new_zeros(0, len(text_z))
 
     def forward(
         self,
