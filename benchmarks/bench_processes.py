@@ -53,6 +53,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", default=QUICK_SEEDS, help="sweep seeds")
     parser.add_argument("--pretrain-only", action="store_true")
     args = parser.parse_args()
+    if not args.pretrain_only and not (Path(args.pretrained_dir) / "supcon").is_dir():
+        # The sweep would pretrain it inside the timed --jobs 1 pass and make the ratio meaningless.
+        sys.exit(
+            f"bench_processes: {args.pretrained_dir}/supcon is missing; make it first with `python train.py "
+            f"pretrain --dataset {args.dataset} --objective supcon --output {args.pretrained_dir}/supcon "
+            "--window-samples 240000 --max-examples 6000`"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         # torchrun gives each process one thread (OMP_NUM_THREADS=1); one process is timed with torch's default
         # threads and with one thread (a loaded machine stalls multi-threaded ops at their barriers).
