@@ -202,3 +202,25 @@ def test_resume_after_interrupt_renders_only_missing_chunks(
     for path, stamp in stamps.items():
         if path.name in kept_files:
             assert path.stat().st_mtime_ns == stamp, f"{path.name} was rendered again"
+
+
+def test_parse_writes_no_pickle_and_in_place_repeats_match_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flatten_piece parses from source (music21's cache pickles every score to its scratch folder and reads it
+    back, a third of the parse time) and expands repeats without deep copies, with the notes of the copying
+    expansion (the genres config must not change)."""
+    import tempfile
+
+    from music_clip_data.music21 import notes
+    from music_clip_data.music21.styles import corpus_pieces
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # music21's default scratch folder lives here
+    tune = next(p for p in corpus_pieces() if p.key == "airdsAirs/book1.abc#2")
+    flat = flatten_piece(tune)
+    assert not list(tmp_path.rglob("*.p*")), list(tmp_path.rglob("*"))
+    copied = notes._flatten_score(tune, notes._parse(tune), notes._expand_repeats_copying)
+    assert flat.repeats_expanded and flat.length_ql > tune.length_ql  # the tune's repeats were played out
+    for name in ("starts", "durations", "pitches", "voices"):
+        np.testing.assert_array_equal(getattr(flat, name), getattr(copied, name))
+    assert flat.length_ql == copied.length_ql

@@ -8,6 +8,7 @@ that keep FluidSynth rendering forever.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,42 @@ class Flattened:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+class _ExpansionFailed(Exception):
+    """Repeat expansion failed part-way; the parsed score may be half-modified."""
+
+
 def _expand_repeats(part: Any) -> tuple[Any, bool]:
+    """`part` with its repeats played out, in place: the score is parsed for this call alone and dropped after.
+
+    `Stream.expandRepeats` deep-copies every measure first, which was half the cost of expanding (a third of
+    the build's parse time); `Expander.process(deepcopy=False)` gives the same notes without that copy.
+    """
+    from music21 import repeat
+
+    try:
+        expander = repeat.Expander(part)
+        if not part.hasMeasures() or expander.isExpandable() is False:
+            return part, False  # nothing was touched: play as written
+    except Exception:  # music21 raises several types on malformed repeat structures
+        return part, False
+    try:
+        return expander.process(deepcopy=False), True
+    except Exception as err:
+        raise _ExpansionFailed from err
+
+
+def _expand_repeats_copying(part: Any) -> tuple[Any, bool]:
     try:
         return part.expandRepeats(), True
     except Exception:  # music21 raises several types on malformed repeat structures; play as written then
         return part, False
+
+
+@lru_cache(maxsize=1)
+def _language_detector() -> Any:
+    from music21 import text
+
+    return text.LanguageDetector()  # reads its trigram tables: 0.1 s, once per process
 
 
 def _lyrics(score: Any) -> tuple[str, str]:
@@ -46,8 +78,7 @@ def _lyrics(score: Any) -> tuple[str, str]:
         words = text.assembleLyrics(part)
         if words and len(words.split()) >= 3:
             words = " ".join(words.split())
-            language = text.LanguageDetector().mostLikelyLanguage(words) or ""
-            return words, language
+            return words, _language_detector().mostLikelyLanguage(words) or ""
     return "", ""
 
 
@@ -56,16 +87,29 @@ def _lyrics(score: Any) -> tuple[str, str]:
 EXPAND_REPEATS_MAX_NOTES = 1000
 
 
-def flatten_piece(piece: Piece) -> Flattened:
-    """Parse `piece` from the music21 corpus and flatten every part's notes onto one timeline."""
+def _parse(piece: Piece) -> Any:
+    """The score, parsed from source: music21's own cache would pickle every score to its scratch folder and
+    read it back (a third of the parse time, and no pickle is a rule here)."""
     from pathlib import Path
 
     from music21 import converter, corpus
 
     if Path(piece.path).is_absolute():  # a score file outside the corpus
-        score = converter.parse(piece.path)
-    else:
-        score = corpus.parse(piece.path, number=piece.number) if piece.number else corpus.parse(piece.path)
+        return converter.parse(piece.path, forceSource=True)
+    if piece.number:
+        return corpus.parse(piece.path, number=piece.number, forceSource=True)
+    return corpus.parse(piece.path, forceSource=True)
+
+
+def flatten_piece(piece: Piece) -> Flattened:
+    """Parse `piece` from the music21 corpus and flatten every part's notes onto one timeline."""
+    try:
+        return _flatten_score(piece, _parse(piece), _expand_repeats)
+    except _ExpansionFailed:  # rare: parse again and expand on copies, so a failed part plays as written
+        return _flatten_score(piece, _parse(piece), _expand_repeats_copying)
+
+
+def _flatten_score(piece: Piece, score: Any, expand: Any) -> Flattened:
     parts = list(score.parts) or [score]
     lyrics, language = _lyrics(score) if parts and hasattr(score, "parts") else ("", "")
     starts, durs, pitches, voices = [], [], [], []
@@ -73,7 +117,7 @@ def flatten_piece(piece: Piece) -> Flattened:
     length = 0.0
     for v, part in enumerate(parts):
         if piece.note_count <= EXPAND_REPEATS_MAX_NOTES:
-            played, expanded = _expand_repeats(part)
+            played, expanded = expand(part)
         else:
             played, expanded = part, False
         expanded_all &= expanded
