@@ -1,6 +1,6 @@
 """The main job: the thesis' experiment on the bundled corpus, from nothing to a running Space.
 
-    python main_job.py                  # quick profile (~30 min on 2 cores), then serves the Space
+    python main_job.py                  # quick profile (~20 min on 2 cores after set-up), then serves the Space
     python main_job.py --profile full   # the whole protocol: every objective, every N, three seeds
     python main_job.py --no-serve       # stop after the report
 
