@@ -1,5 +1,7 @@
 """Benchmark score parsing: `flatten_piece` against music21's defaults, on the same pieces in one process.
 
+Also each clip's key: `window_key` against music21's `getSolution` (which builds 23 alternative keys too).
+
     python benchmarks/bench_parse.py --size quick --role genres --pieces 200
 
 The baseline is what the builder did before: `corpus.parse` with music21's own cache (it pickles each parsed
@@ -35,6 +37,31 @@ def same(a: notes.Flattened, b: notes.Flattened) -> bool:
     return arrays and (a.length_ql, a.repeats_expanded, a.lyrics) == (b.length_ql, b.repeats_expanded, b.lyrics)
 
 
+def key_by_get_solution(flat: notes.Flattened, start: float, length: float, transpose: int) -> str:
+    from music21 import analysis, note, stream
+
+    mask = (flat.starts < start + length) & (flat.starts + flat.durations > start)
+    weights = np.zeros(12)
+    np.add.at(weights, (flat.pitches[mask] + transpose) % 12, flat.durations[mask])
+    s = stream.Stream([note.Note(60 + pc, quarterLength=float(w)) for pc, w in enumerate(weights) if w > 0])
+    k = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
+    return f"{k.tonic.name.replace('-', ' flat')} {k.mode}"
+
+
+def bench_keys(flats: list[notes.Flattened]) -> None:
+    rng = np.random.default_rng(0)
+    windows = [(f, float(rng.uniform(0, max(0.0, f.length_ql - 25))), int(rng.integers(-5, 7))) for f in flats]
+    totals, answers = {}, {}
+    for name, fn in (("getSolution", key_by_get_solution), ("window_key", notes.window_key)):
+        t0 = time.perf_counter()
+        answers[name] = [fn(f, start, 25.0, tr) for f, start, tr in windows]
+        totals[name] = time.perf_counter() - t0
+    differ = sum(a != b for a, b in zip(*answers.values(), strict=True))
+    ratio = totals["getSolution"] / totals["window_key"]
+    print(f"  keys of {len(windows)} windows: getSolution {totals['getSolution']:.2f} s, window_key "
+          f"{totals['window_key']:.2f} s ({ratio:.1f}x faster), {differ} differ")
+
+
 def timed(fn, piece: Piece) -> tuple[float, notes.Flattened | str]:
     t0 = time.perf_counter()
     try:
@@ -54,7 +81,7 @@ def main() -> None:
     pieces = pieces[:: max(1, len(pieces) // args.pieces)][: args.pieces]
     tempfile.tempdir = tempfile.mkdtemp(prefix="bench-parse-")  # music21's scratch folder: empty, as on a new machine
     totals = {"music21 defaults": 0.0, "flatten_piece": 0.0}
-    differ = []
+    differ, flats = [], []
     for i, piece in enumerate(pieces):
         order = [("music21 defaults", music21_defaults), ("flatten_piece", notes.flatten_piece)]
         results = {}
@@ -62,6 +89,7 @@ def main() -> None:
             secs, results[name] = timed(fn, piece)
             totals[name] += secs
         a, b = results.values()
+        flats += [b] if not isinstance(b, str) else []
         if not (a == b if isinstance(a, str) or isinstance(b, str) else same(a, b)):
             differ.append(piece.key)
     base, new = totals["music21 defaults"], totals["flatten_piece"]
@@ -69,6 +97,7 @@ def main() -> None:
     print(f"  music21 defaults  {base:7.1f} s")
     print(f"  flatten_piece     {new:7.1f} s   {base / new:.2f}x faster")
     print(f"  pieces whose notes differ: {len(differ)} {differ[:5]}")
+    bench_keys(flats)
 
 
 if __name__ == "__main__":
