@@ -34,23 +34,27 @@ def music21_defaults(piece: Piece) -> notes.Flattened:
 
 def same(a: notes.Flattened, b: notes.Flattened) -> bool:
     arrays = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
-    return arrays and (a.length_ql, a.repeats_expanded, a.lyrics) == (b.length_ql, b.repeats_expanded, b.lyrics)
+    return arrays and (a.length_ql, a.repeats_expanded, a.lyrics) == (
+        b.length_ql,
+        b.repeats_expanded,
+        b.lyrics,
+    )
 
 
 def key_by_get_solution(flat: notes.Flattened, start: float, length: float, transpose: int) -> str:
-    from music21 import analysis, note, stream
+    from music21 import analysis
 
-    mask = (flat.starts < start + length) & (flat.starts + flat.durations > start)
-    weights = np.zeros(12)
-    np.add.at(weights, (flat.pitches[mask] + transpose) % 12, flat.durations[mask])
-    s = stream.Stream([note.Note(60 + pc, quarterLength=float(w)) for pc, w in enumerate(weights) if w > 0])
-    k = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
+    k = analysis.discrete.KrumhanslSchmuckler().getSolution(
+        notes.pitch_class_stream(flat, start, length, transpose)
+    )
     return f"{k.tonic.name.replace('-', ' flat')} {k.mode}"
 
 
 def bench_keys(flats: list[notes.Flattened]) -> None:
     rng = np.random.default_rng(0)
-    windows = [(f, float(rng.uniform(0, max(0.0, f.length_ql - 25))), int(rng.integers(-5, 7))) for f in flats]
+    windows = [
+        (f, float(rng.uniform(0, max(0.0, f.length_ql - 25))), int(rng.integers(-5, 7))) for f in flats
+    ]
     totals, answers = {}, {}
     for name, fn in (("getSolution", key_by_get_solution), ("window_key", notes.window_key)):
         t0 = time.perf_counter()
@@ -58,8 +62,10 @@ def bench_keys(flats: list[notes.Flattened]) -> None:
         totals[name] = time.perf_counter() - t0
     differ = sum(a != b for a, b in zip(*answers.values(), strict=True))
     ratio = totals["getSolution"] / totals["window_key"]
-    print(f"  keys of {len(windows)} windows: getSolution {totals['getSolution']:.2f} s, window_key "
-          f"{totals['window_key']:.2f} s ({ratio:.1f}x faster), {differ} differ")
+    print(
+        f"  keys of {len(windows)} windows: getSolution {totals['getSolution']:.2f} s, window_key "
+        f"{totals['window_key']:.2f} s ({ratio:.1f}x faster), {differ} differ"
+    )
 
 
 def timed(fn, piece: Piece) -> tuple[float, notes.Flattened | str]:
@@ -79,7 +85,9 @@ def main() -> None:
     args = parser.parse_args()
     pieces = [p for p, role, _ in plan(args.size, 0) if args.role in ("all", role)]
     pieces = pieces[:: max(1, len(pieces) // args.pieces)][: args.pieces]
-    tempfile.tempdir = tempfile.mkdtemp(prefix="bench-parse-")  # music21's scratch folder: empty, as on a new machine
+    tempfile.tempdir = tempfile.mkdtemp(
+        prefix="bench-parse-"
+    )  # music21's scratch folder: empty, as on a new machine
     totals = {"music21 defaults": 0.0, "flatten_piece": 0.0}
     differ, flats = [], []
     for i, piece in enumerate(pieces):

@@ -147,14 +147,14 @@ def _flatten_score(piece: Piece, score: Any, expand: Any) -> Flattened:
     )
 
 
-def window_key(flat: Flattened, start_ql: float, length_ql: float, transpose: int) -> str:
-    """Key and mode of the notes sounding in one window after transposition (Krumhansl-Schmuckler)."""
-    from music21 import analysis, note, stream
+def pitch_class_stream(flat: Flattened, start_ql: float, length_ql: float, transpose: int) -> Any:
+    """The window's duration-weighted pitch-class profile as a stream, one note per pitch class: all that
+    music21's key finder reads. None for a window with no notes."""
+    from music21 import note, stream
 
     mask = (flat.starts < start_ql + length_ql) & (flat.starts + flat.durations > start_ql)
     if not mask.any():
-        return ""
-    # A duration-weighted pitch-class profile is all the key finder reads; one note per pitch class is enough.
+        return None
     weights = np.zeros(12)
     np.add.at(weights, (flat.pitches[mask] + transpose) % 12, flat.durations[mask])
     s = stream.Stream()
@@ -163,6 +163,16 @@ def window_key(flat: Flattened, start_ql: float, length_ql: float, transpose: in
             n = note.Note(60 + pc)
             n.duration.quarterLength = float(w)
             s.append(n)
+    return s
+
+
+def window_key(flat: Flattened, start_ql: float, length_ql: float, transpose: int) -> str:
+    """Key and mode of the notes sounding in one window after transposition (Krumhansl-Schmuckler)."""
+    from music21 import analysis
+
+    s = pitch_class_stream(flat, start_ql, length_ql, transpose)
+    if s is None:
+        return ""
     # `process` gives getSolution's best key without building the 23 alternative Key objects (12x faster).
     (tonic, mode, _), _ = analysis.discrete.KrumhanslSchmuckler().process(s)
     return f"{tonic.name.replace('-', ' flat')} {mode}"
