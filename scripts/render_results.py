@@ -1,0 +1,387 @@
+"""Regenerate every results table and key number of README.md and docs/*.md from the files under docs/results/.
+
+A generated block sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->` (on their own lines for a
+table, inside a sentence for a number); `<!-- results:NAME source -->` adds where the numbers come from (dates and
+commits: docs only, never the README). Table 6 cells are the sweep's own per-cell files
+(`runs/<sweep>/runs/<objective>/n<N>-seed<S>/results.json`, copied to
+`docs/results/table6/<profile>/<objective>/n<N>-seed<S>.json`) and go through the sweep report's table code;
+a profile whose cell files are absent renders its transcribed table (`table6/<profile>-transcribed.json`).
+
+    python scripts/render_results.py            # rewrite the blocks in place
+    python scripts/render_results.py --check    # exit 1 with a diff when the committed text differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's music_clip_train, also when run as a plain script
+
+from music_clip_train.collate import OBJECTIVE_LABELS  # noqa: E402
+from music_clip_train.report import aggregate, markdown_table  # noqa: E402
+
+BLOCK = re.compile(
+    r"<!-- results:(?P<name>[\w-]+)(?P<flags>(?: [\w-]+)*) -->(?P<body>.*?)<!-- /results:(?P=name) -->", re.S
+)
+CELL_NAME = re.compile(r"n(?P<n>\d+)-seed(?P<seed>\d+)\.json")
+
+
+class ResultsError(Exception):
+    """A result file is missing, malformed or disagrees with its path; or a marker names no renderer."""
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{path}: {err}") from err
+
+
+def load_cells(folder: Path) -> list[dict]:
+    """Every cell file `<objective>/n<N>-seed<S>.json` under folder (none when the folder is absent); a file whose
+    objective, N or seed disagrees with its path is an error, not a silently misplaced cell."""
+    runs = []
+    for path in sorted(folder.glob("*/n*-seed*.json")):
+        match = CELL_NAME.fullmatch(path.name)
+        run = read_json(path)
+        expected = (path.parent.name, int(match["n"]), int(match["seed"])) if match else None
+        found = (run.get("objective"), run.get("n_requested"), run.get("seed"))
+        if expected != found or not isinstance(run.get("test", {}).get("macro_f1"), float):
+            raise ResultsError(f"{path}: holds {found} with test {run.get('test')}, its path says {expected}")
+        runs.append(run)
+    return runs
+
+
+def _ordered(objectives) -> list[str]:
+    chosen = set(objectives)
+    return [o for o in OBJECTIVE_LABELS if o in chosen]
+
+
+def _signed(x: float) -> str:
+    return f"{x:+g}".replace("-", "−")
+
+
+def reading_text(mean_over_n: dict[str, float], best: str, first: int, last: int, ratio, diff) -> str:
+    """The table's key numbers in one sentence: mean over N per objective, the best one against the baseline."""
+    parts = []
+    if mean_over_n:
+        ranked = sorted(mean_over_n, key=mean_over_n.get, reverse=True)
+        parts.append(
+            "Mean over N: " + ", ".join(f"{OBJECTIVE_LABELS[o]} {mean_over_n[o]:.3f}" for o in ranked)
+        )
+    versus = [f"{ratio:g}× at N = {first}"] if ratio is not None else []
+    versus += [f"{_signed(diff)} at N = {last}"] if diff is not None and last != first else []
+    if versus:
+        parts.append(f"{OBJECTIVE_LABELS[best]} against the un-pretrained baseline: " + ", ".join(versus))
+    return ". ".join(parts) + "."
+
+
+class Profile:
+    """One sweep's Table 6: its cell files when present, else its transcribed table."""
+
+    def __init__(self, results: Path, name: str):
+        self.runs = load_cells(results / "table6" / name)
+        transcribed = results / "table6" / f"{name}-transcribed.json"
+        self.transcribed = read_json(transcribed) if not self.runs and transcribed.is_file() else None
+        self.name = name
+
+    def table(self) -> str:
+        if self.runs:
+            used = {run["n_requested"]: run["n_used"] for run in self.runs}
+            return markdown_table(self.runs, _ordered(r["objective"] for r in self.runs), sorted(used), used)
+        if self.transcribed is None:
+            return f"*No result files for the {self.name} profile under docs/results/table6/.*\n"
+        data = self.transcribed
+        lines = [
+            "| objective | " + " | ".join(map(str, data["sizes"])) + " |",
+            "|---|" + "---|" * len(data["sizes"]),
+        ]
+        for objective in _ordered(data["mean_std"]):
+            row = " | ".join(f"{mean:.2f} ± {std:.2f}" for mean, std in data["mean_std"][objective])
+            lines.append(f"| {OBJECTIVE_LABELS[objective]} | {row} |")
+        return (
+            "\n".join(lines) + f"\n\nTest macro-F1, mean ± std over seeds {data['seeds']} (population std).\n"
+        )
+
+    def reading(self) -> str:
+        if self.transcribed is not None:
+            data, read = self.transcribed, self.transcribed["reading"]
+            sizes = data["sizes"]
+            mean_over_n, best = read.get("mean_over_n", {}), read["best"]
+            return reading_text(
+                mean_over_n, best, sizes[0], sizes[-1], read.get("ratio_first"), read.get("diff_last")
+            )
+        if not self.runs:
+            return ""
+        means = {key: float(np.mean(v)) for key, v in aggregate(self.runs).items()}
+        sizes = sorted({n for _, n in means})
+        mean_over_n = {o: round(float(np.mean([means[(o, n)] for n in sizes])), 3) for o, _ in means}
+        best = max((o for o in mean_over_n if o != "none"), key=mean_over_n.get)
+        if "none" not in mean_over_n:
+            return reading_text(mean_over_n, best, sizes[0], sizes[-1], None, None)
+        ratio = round(means[(best, sizes[0])] / max(means[("none", sizes[0])], 1e-9), 2)
+        return reading_text(
+            mean_over_n,
+            best,
+            sizes[0],
+            sizes[-1],
+            ratio,
+            round(means[(best, sizes[-1])] - means[("none", sizes[-1])], 3),
+        )
+
+    def source(self) -> str:
+        if self.runs:
+            return f"Rendered from the {len(self.runs)} cell files under `docs/results/table6/{self.name}/`."
+        if self.transcribed is None:
+            return ""
+        return f"Source: {self.transcribed['source']}; measured {self.transcribed['measured']}."
+
+
+def thesis_table(results: Path) -> tuple[str, str]:
+    data = read_json(results / "thesis-table6.json")
+    rows = [
+        f"| {OBJECTIVE_LABELS[o]} | " + " | ".join(f"{v:.2f}" for v in data["macro_f1"][o]) + " |"
+        for o in _ordered(data["macro_f1"])
+    ]
+    header = [
+        "| objective | " + " | ".join(map(str, data["sizes"])) + " |",
+        "|---|" + "---|" * len(data["sizes"]),
+    ]
+    return "\n".join(header + rows) + "\n", f"Source: {data['source']}; {data['metric']}."
+
+
+def _versus_baseline(pretrained: float | None, base: float | None, note: str) -> str:
+    if pretrained is None:
+        return note or "–"
+    return f"{pretrained:.3f}" + (f" ({_signed(round(pretrained - base, 3))})" if base is not None else "")
+
+
+def _uncapped_row(name: str, f1: dict, note: str = "") -> str:
+    cells = []
+    for n in ("1600", "3200"):
+        base = f1["none"].get(n)
+        cells += [
+            "–" if base is None else f"{base:.3f}",
+            _versus_baseline(f1["independent"].get(n), base, note),
+        ]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def uncapped_table(results: Path) -> tuple[str, str]:
+    """Seed 0 of the uncapped schedule at N = 1600 and 3200: the transcribed earlier runs and the kept cells."""
+    earlier = read_json(results / "table6" / "uncapped-earlier-runs.json")
+    lines = [
+        "| uncapped, seed 0 | N = 1600 baseline | N = 1600 IS | N = 3200 baseline | N = 3200 IS |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [_uncapped_row(run["name"], run["macro_f1"], run.get("note", "")) for run in earlier["runs"]]
+    kept = {"none": {}, "independent": {}}
+    for run in load_cells(results / "table6" / "uncapped"):
+        kept.setdefault(run["objective"], {})[str(run["n_requested"])] = run["test"]["macro_f1"]
+    if any(kept.values()):
+        lines.append(_uncapped_row("third run (cell files in `docs/results/table6/uncapped/`)", kept))
+    return "\n".join(
+        lines
+    ) + "\n", f"Source: {earlier['source']}; measured {earlier['measured']}. Command: `{earlier['command']}`."
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _provenance(data: dict) -> str:
+    return f"Source: {data['source']}; measured {data['measured']}."
+
+
+def quick_stages(results: Path) -> tuple[str, str]:
+    data = read_json(results / "quick-run.json")
+    rows = [[s["stage"], s["command"], s["result"]] for s in data["stages"]]
+    table = _table(["stage", "command", "what it gives (idle 2-core machine)"], rows)
+    return table, _provenance(data) + " " + " ".join(data["notes"])
+
+
+def quick_run_time(results: Path) -> tuple[str, str]:
+    data = read_json(results / "quick-run.json")
+    text = (
+        f"set-up {data['setup_min']:.1f} min, then {data['to_report_min']:.1f} min up to the report: "
+        f"{data['total_min']:.1f} min from nothing"
+    )
+    return text, _provenance(data)
+
+
+def tests_run(results: Path) -> tuple[str, str]:
+    data = read_json(results / "tests-run.json")
+    return f"{data['tests']} tests in {data['pytest_min']:.1f} min of pytest", _provenance(data)
+
+
+def full_run(results: Path) -> tuple[str, str]:
+    data = read_json(results / "full-run.json")
+    rows = [[stage, f"{minutes:.1f}"] for stage, minutes in data["stages_min"].items()]
+    rows.append(["**total**", f"**{data['total_min']:.1f}**"])
+    note = f"The same build with a later, faster builder took {data['build_with_later_builder_min']:.1f} min."
+    return _table(["stage of `./run.sh --profile full --no-serve`", "minutes"], rows), _provenance(
+        data
+    ) + " " + note
+
+
+def full_evaluation(results: Path) -> tuple[str, str]:
+    data = read_json(results / "full-run.json")
+    clf, ev, r10 = data["classifier"], data["evaluate"], data["pretraining_r10"]
+    rows = [
+        [
+            "classifier test macro-F1 / accuracy",
+            f"{clf['test_macro_f1']:.3f} / {clf['test_accuracy']:.3f}",
+            clf["command"],
+        ],
+        [
+            "zero-shot genre accuracy / macro-F1 (chance)",
+            f"{ev['zero_shot_accuracy']:.3f} / {ev['zero_shot_macro_f1']:.3f} ({ev['chance']:.3f})",
+            ev["command"],
+        ],
+        [
+            f"text→music R@10 over {ev['heldout_tracks']:,} held-out tracks ({ev['heldout_captions']:,} captions), "
+            f"median rank",
+            f"{ev['text_to_music_r10']:.3f} (chance {ev['r10_chance']:.3f}), {ev['median_rank']}",
+            ev["command"],
+        ],
+    ]
+    rows += [
+        [
+            f"after pretraining with {OBJECTIVE_LABELS[o]}: text→music R@10",
+            f"{r10[o]:.3f}",
+            f"`{r10['source']}`",
+        ]
+        for o in _ordered(k for k in r10 if k in OBJECTIVE_LABELS)
+    ]
+    return _table(["what", "value", "made by"], rows), _provenance(data)
+
+
+def calibration_ood(results: Path) -> tuple[str, str]:
+    data = read_json(results / "calibration-ood.json")
+    ood = data["ood"]
+    rows = [
+        [
+            f"test-split ECE ({data['ece_bins']} bins) before → after temperature scaling",
+            f"{data['ece_before']:.3f} → {data['ece_after']:.3f} (T = {data['temperature']:.2f}, fitted on "
+            f"{data['val_clips']} validation clips; NLL {data['nll_before']:.2f} → {data['nll_after']:.2f})",
+        ],
+        [
+            f"genres test clips flagged out of distribution (of {ood['test_clips']})",
+            f"{ood['flagged_test']:.1%}",
+        ],
+        [f"immich-memories-music tracks flagged (of {ood['ood_tracks']})", f"{ood['flagged_ood']:.0%}"],
+        ["AUROC, test clips vs immich tracks", f"{ood['auroc']:.4f}"],
+        [
+            "a style left out of the statistics: its test clips flagged",
+            f"{ood['leave_one_style_out_flagged']:.1%}",
+        ],
+    ]
+    return _table(["the quick profile's classifier", "value"], rows), _provenance(data) + " " + data[
+        "earlier"
+    ]
+
+
+def builds(results: Path) -> tuple[str, str]:
+    data = read_json(results / "builds.json")
+    rows = [[b["build"], b["clips"], b["pieces"], b["how"]] for b in data["builds"]]
+    header = ["build", "captions : genres, clips (audio)", "captions : genres, pieces", "how known"]
+    return _table(header, rows), f"Source: {data['source']}."
+
+
+def benchmarks(results: Path) -> tuple[str, str]:
+    data = read_json(results / "benchmarks.json")
+    rows = [[r["what"], r["command"], r["result"], r["measured"]] for r in data["rows"]]
+    return _table(["what", "command", "result", "measured"], rows), f"Source: {data['source']}."
+
+
+def _profile_block(name: str, part: str) -> Callable[[Path], tuple[str, str]]:
+    def render(results: Path) -> tuple[str, str]:
+        profile = Profile(results, name)
+        return getattr(profile, part)(), profile.source()
+
+    return render
+
+
+BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
+    **{f"table6-{name}": _profile_block(name, "table") for name in ("full", "quick", "n48-ten-seeds")},
+    **{
+        f"table6-{name}-reading": _profile_block(name, "reading")
+        for name in ("full", "quick", "n48-ten-seeds")
+    },
+    "table6-thesis": thesis_table,
+    "table6-uncapped": uncapped_table,
+    "quick-stages": quick_stages,
+    "quick-run-time": quick_run_time,
+    "tests-run": tests_run,
+    "full-run": full_run,
+    "full-evaluation": full_evaluation,
+    "calibration-ood": calibration_ood,
+    "builds": builds,
+    "benchmarks": benchmarks,
+}
+
+
+def render_text(text: str, results: Path) -> str:
+    """text with every generated block rewritten: a table between markers on their own lines, a number inline."""
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in BLOCKS:
+            raise ResultsError(f"unknown results block {name!r} (known: {', '.join(sorted(BLOCKS))})")
+        body, source = BLOCKS[name](results)
+        table = "\n" in body
+        if "source" in match["flags"].split() and source:
+            body = f"{body.rstrip()}\n\n{source}\n" if table else f"{body} ({source})"
+        body = f"\n{body.rstrip()}\n" if table else body
+        return f"<!-- results:{name}{match['flags']} -->{body}<!-- /results:{name} -->"
+
+    return BLOCK.sub(replace, text)
+
+
+def documents(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 with a diff if out of date"
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout (README.md, docs/, docs/results/)"
+    )
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents(args.root):
+        old = path.read_text(encoding="utf-8")
+        new = render_text(old, args.root / "docs" / "results")
+        if new == old:
+            continue
+        stale.append(path)
+        if args.check:
+            name = str(path.relative_to(args.root))
+            sys.stdout.writelines(
+                difflib.unified_diff(old.splitlines(True), new.splitlines(True), name, name + " (rendered)")
+            )
+        else:
+            path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(
+            f"\n{len(stale)} file(s) differ from docs/results/: run python scripts/render_results.py",
+            file=sys.stderr,
+        )
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
