@@ -234,6 +234,11 @@ def full_run(results: Path) -> tuple[str, str]:
     ) + " " + note
 
 
+def full_run_time(results: Path) -> tuple[str, str]:
+    data = read_json(results / "full-run.json")
+    return f"{data['total_min'] / 60:.1f} hours", _provenance(data)
+
+
 def full_evaluation(results: Path) -> tuple[str, str]:
     data = read_json(results / "full-run.json")
     clf, ev, r10 = data["classifier"], data["evaluate"], data["pretraining_r10"]
@@ -324,6 +329,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "quick-run-time": quick_run_time,
     "tests-run": tests_run,
     "full-run": full_run,
+    "full-run-time": full_run_time,
     "full-evaluation": full_evaluation,
     "calibration-ood": calibration_ood,
     "builds": builds,
