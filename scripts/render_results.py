@@ -296,6 +296,26 @@ def calibration_ood(results: Path) -> tuple[str, str]:
     ]
 
 
+def ood_summary(results: Path) -> tuple[str, str]:
+    data = read_json(results / "calibration-ood.json")
+    ood = data["ood"]
+    text = (
+        f"it flags {ood['flagged_ood']:.0%} of the {ood['ood_tracks']} immich-memories-music tracks and "
+        f"{ood['flagged_test']:.1%} of its {ood['test_clips']} test clips (AUROC {ood['auroc']:.4f}), but only "
+        f"{ood['leave_one_style_out_flagged']:.1%} of the clips of a style left out of its statistics"
+    )
+    return text, _provenance(data)
+
+
+def calibration_summary(results: Path) -> tuple[str, str]:
+    data = read_json(results / "calibration-ood.json")
+    text = (
+        f"test-split ECE {data['ece_before']:.3f} → {data['ece_after']:.3f} "
+        f"(T = {data['temperature']:.2f} fitted on {data['val_clips']} validation clips)"
+    )
+    return text, _provenance(data)
+
+
 def builds(results: Path) -> tuple[str, str]:
     data = read_json(results / "builds.json")
     rows = [[b["build"], b["clips"], b["pieces"], b["how"]] for b in data["builds"]]
@@ -332,6 +352,8 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "full-run-time": full_run_time,
     "full-evaluation": full_evaluation,
     "calibration-ood": calibration_ood,
+    "ood-summary": ood_summary,
+    "calibration-summary": calibration_summary,
     "builds": builds,
     "benchmarks": benchmarks,
 }
