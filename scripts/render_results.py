@@ -138,6 +138,25 @@ class Profile:
             round(means[(best, sizes[-1])] - means[("none", sizes[-1])], 3),
         )
 
+    def seeds_at_smallest_n(self) -> str:
+        """Every seed's macro-F1 at the smallest N, per objective (where the spread of a mean comes from)."""
+        if self.runs:
+            first = min(run["n_requested"] for run in self.runs)
+            by_objective: dict[str, list[float]] = {}
+            for run in sorted(self.runs, key=lambda r: r["seed"]):
+                if run["n_requested"] == first:
+                    by_objective.setdefault(run["objective"], []).append(run["test"]["macro_f1"])
+        elif self.transcribed is not None:
+            first = self.transcribed["sizes"][0]
+            by_objective = self.transcribed.get("per_seed", {}).get(str(first), {})
+        else:
+            return ""
+        per_objective = [
+            f"{OBJECTIVE_LABELS[o]} " + ", ".join(f"{v:.3f}" for v in by_objective[o])
+            for o in _ordered(by_objective)
+        ]
+        return f"at N = {first}, seed by seed: " + "; ".join(per_objective)
+
     def source(self) -> str:
         if self.runs:
             return f"Rendered from the {len(self.runs)} cell files under `docs/results/table6/{self.name}/`."
@@ -343,6 +362,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
         f"table6-{name}-reading": _profile_block(name, "reading")
         for name in ("full", "quick", "n48-ten-seeds")
     },
+    "table6-full-seeds": _profile_block("full", "seeds_at_smallest_n"),
     "table6-thesis": thesis_table,
     "table6-uncapped": uncapped_table,
     "quick-stages": quick_stages,

@@ -60,6 +60,7 @@ def checkout(tmp_path: Path) -> Path:
     (tmp_path / "README.md").write_text(
         "<!-- results:table6-full source -->\n<!-- /results:table6-full -->\n\n"
         "Reading: <!-- results:table6-full-reading --><!-- /results:table6-full-reading -->\n"
+        "Seeds: <!-- results:table6-full-seeds --><!-- /results:table6-full-seeds -->\n"
     )
     assert render.main(["--root", str(tmp_path)]) == 0
     return tmp_path
@@ -88,7 +89,7 @@ def test_check_exits_nonzero_with_a_diff_when_a_result_value_changes(checkout: P
     )
     assert check.returncode == 1
     assert "+| IS | 0.77 ± 0.01 |" in check.stdout and "-| IS | 0.31 ± 0.03 |" in check.stdout
-    assert subprocess.run([sys.executable, str(SCRIPT), "--root", str(checkout)], cwd=ROOT).returncode == 0
+    assert render.main(["--root", str(checkout)]) == 0
     assert "| IS | 0.77 ± 0.01 |" in (checkout / "README.md").read_text()
 
 
@@ -106,6 +107,7 @@ def test_cell_files_replace_the_transcribed_table_through_the_reports_mean_and_p
     assert "| Audio Encoder | 0.30 ± 0.10 | 0.30 ± 0.10 |" in text and "| IS | 0.60 ± 0.10 |" in text
     assert "Rendered from the 8 cell files" in text and "transcribed" not in text
     assert "IS against the un-pretrained baseline: 2× at N = 48, +0.3 at N = 160" in text
+    assert "at N = 48, seed by seed: Audio Encoder 0.200, 0.400; IS 0.500, 0.700" in text
     _write_cells(results, "full", [_cell("independent", 48, 1, 0.9)])
     render.main(["--root", str(checkout)])
     assert "| IS | 0.70 ± 0.20 | 0.60 ± 0.10 |" in (checkout / "README.md").read_text()
