@@ -287,7 +287,7 @@ class FinetuneSpec(loop.TrainingSpec):
             results_name=self.results_name,
             model=model,
             feature_extractor=self.fe,
-            card=finetune_card(result),
+            card=finetune_card(result, model.config),
             push_to_hub=args.push_to_hub,
         )
 

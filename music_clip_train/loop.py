@@ -343,9 +343,9 @@ def publish(item: Publication) -> None:
     folder = Path(item.folder)
     folder.mkdir(parents=True, exist_ok=True)
     if item.model is not None:
+        if item.card is not None:  # first: `save_pretrained` writes its generic card only where none exists
+            (folder / "README.md").write_text(item.card, encoding="utf-8")
         save_folder(item.model, folder, item.processor, item.feature_extractor)
-        if item.card is not None:
-            (folder / "README.md").write_text(item.card)
         if item.push_to_hub:
             push_folder(folder, item.push_to_hub)
     write_json_atomic(folder / item.results_name, item.result)

@@ -237,7 +237,7 @@ class PretrainSpec(loop.TrainingSpec):
             results_name=self.results_name,
             model=model,
             processor=self.processor,
-            card=pretrain_card(result),
+            card=pretrain_card(result, model.config),
             push_to_hub=self.args.push_to_hub,
         )
 
