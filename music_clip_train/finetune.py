@@ -21,13 +21,14 @@ from . import launch, loop
 from .calibration import calibrate_classifier
 from .cards import finetune_card, write_reliability_diagram
 from .checkpoints import Progress
-from .collate import ClassificationCollator, EpochBatchSampler
+from .collate import ClassificationCollator
 from .data import GenreData, GenreSplit, check_mel_config, dataset_feature_config, load_genres
 from .errors import InputError
 from .launch import HIDDEN
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
 from .ood_fit import fit_classifier_ood
+from .sampler import EpochBatchSampler
 from .subsets import carve_validation, nested_order, plan_sizes
 
 

@@ -192,7 +192,8 @@ def rewrap(accelerator: Accelerator, wrapped: torch.nn.Module) -> torch.nn.Modul
     freeze or unfreeze (finetuning's unfreeze epoch) the model is prepared again, so no unused-parameter search
     is needed. The old wrapper leaves the accelerator's models: `save_state` saves each prepared model once."""
     module = accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)  # the autocast forward comes off too
-    accelerator._models.remove(wrapped)  # Accelerate has no public "release one model"
+    # Accelerate has no public "release one model"; it lists the module (or, in some setups, its wrapper).
+    accelerator._models[:] = [m for m in accelerator._models if m is not wrapped and m is not module]
     return accelerator.prepare_model(module)
 
 

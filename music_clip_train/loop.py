@@ -23,10 +23,9 @@ from tqdm.auto import tqdm
 
 from . import launch
 from .checkpoints import Progress, finished_result, resume_from, save_checkpoint
-from .collate import EpochBatchSampler
 from .launch import launch_record
 from .markers import weights_loadable, write_json_atomic
-from .models import save_folder
+from .sampler import EpochBatchSampler
 from .tracking import StepLogger
 
 
@@ -343,6 +342,8 @@ def publish(item: Publication) -> None:
     folder = Path(item.folder)
     folder.mkdir(parents=True, exist_ok=True)
     if item.model is not None:
+        from .models import save_folder  # here: the loop itself runs without the feature extractor's imports
+
         if item.card is not None:  # first: `save_pretrained` writes its generic card only where none exists
             (folder / "README.md").write_text(item.card, encoding="utf-8")
         save_folder(item.model, folder, item.processor, item.feature_extractor)

@@ -12,13 +12,14 @@ from torch.utils.data import DataLoader
 from . import launch, loop
 from .budgets import budgeted_epochs
 from .cards import pretrain_card
-from .collate import OBJECTIVES, EpochBatchSampler, PretrainCollator, flat_texts
+from .collate import OBJECTIVES, PretrainCollator, flat_texts
 from .data import check_mel_config, dataset_feature_config, load_captions
 from .errors import InputError
 from .evaluation import audio_embeddings, pooled_texts, retrieval
 from .launch import HIDDEN
 from .models import mel_statistics, new_pretrain_model, new_processor, resolve_window_samples
 from .ood_fit import audio_v, fit_model_ood
+from .sampler import EpochBatchSampler
 from .subsets import holdout_split
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TEXT_CONFIG
 from safetensors.torch import load_file
 from test_train import REPO, write_dataset
 
@@ -45,18 +44,6 @@ def dataset(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("ds"))
 
 
-@pytest.fixture(scope="module")
-def tiny_tower(tmp_path_factory, minilm_path) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny_tower")
-    torch.manual_seed(0)
-    config = {k: v for k, v in TINY_TEXT_CONFIG.items() if k != "model_type"}
-    BertModel(BertConfig(**config)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
-    return folder
-
-
 def pretrain_argv(dataset: Path, out: Path, tower: Path, *extra: str) -> list[str]:
     return [
         "pretrain",
@@ -75,9 +62,9 @@ def pretrain_argv(dataset: Path, out: Path, tower: Path, *extra: str) -> list[st
 
 
 @pytest.fixture(scope="module")
-def pretrained(dataset, tiny_tower, tmp_path_factory) -> Path:
+def pretrained(dataset, tiny_text_tower, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrained") / "supcon"
-    assert train.main(pretrain_argv(dataset, out, tiny_tower, "--epochs", "1", "--batch-size", "8")) == 0
+    assert train.main(pretrain_argv(dataset, out, tiny_text_tower, "--epochs", "1", "--batch-size", "8")) == 0
     return out
 
 
@@ -133,14 +120,16 @@ def test_two_process_finetuning_across_the_unfreeze_epoch_matches_one_process_wh
 
 
 @pytest.mark.slow  # one 2-process run (~1 min on a busy 2-core machine)
-def test_two_process_pretraining_trains_the_unfrozen_text_tower(dataset, tiny_tower, tmp_path) -> None:
+def test_two_process_pretraining_trains_the_unfrozen_text_tower(dataset, tiny_text_tower, tmp_path) -> None:
     out = tmp_path / "unfrozen"
-    argv = pretrain_argv(dataset, out, tiny_tower, "--no-freeze-text", "--epochs", "2", "--batch-size", "2")
+    argv = pretrain_argv(
+        dataset, out, tiny_text_tower, "--no-freeze-text", "--epochs", "2", "--batch-size", "2"
+    )
     run = torchrun(argv)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (run.stdout + run.stderr).count("== music-clip-train pretrain: done") == 1
     result = json.loads((out / "train_results.json").read_text())
     assert result["freeze_text"] is False and result["steps"] == 4 and result["launch"]["num_processes"] == 2
-    trained, original = load_file(out / "model.safetensors"), load_file(tiny_tower / "model.safetensors")
+    trained, original = load_file(out / "model.safetensors"), load_file(tiny_text_tower / "model.safetensors")
     layer = "encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(trained[f"text_model.{layer}"], original[layer])  # the tower itself trained
