@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu-only", action="store_true", help="dry run without a GPU: CPU bf16 against CPU fp32"
     )
     parser.add_argument("--mels", help=".npz of stored mels (default: synthetic)")
-    parser.add_argument("--clips", type=int, default=256)
+    parser.add_argument("--clips", type=int, default=160, help="clips used (a quarter held out)")
     parser.add_argument("--frames", type=int, default=235, help="window frames (235 = 15 s at hop 1024)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / ".gpu_check" / "runs"))
