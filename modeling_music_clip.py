@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
@@ -47,18 +48,38 @@ THESIS_CITATION = """@mastersthesis{musicclip_thesis,
 }"""
 
 
-def model_card(config: MusicClipConfig, architecture: str, extra: str = "") -> str:
-    """A model card from the config; training code passes what it knows (data, results) as `extra`."""
+def card_pipeline_tag(architecture: str) -> str:
+    return (
+        "audio-classification"
+        if architecture.endswith("Classification")
+        else "zero-shot-audio-classification"
+    )
+
+
+def model_card_data(config: MusicClipConfig, architecture: str) -> ModelCardData:
+    """The card's metadata from the config alone (training code adds licence, data and results)."""
+    tower = config.text_model_name_or_path
+    hub_tower = tower if tower and "/" in tower and not Path(tower).exists() else None  # a Hub id, not a path
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag=card_pipeline_tag(architecture),
+        tags=["music", "audio", "contrastive-learning", "music-clip", "custom_code"],
+        base_model=hub_tower if architecture == "MusicClipModel" else None,
+    )
+
+
+def model_card(config: MusicClipConfig, architecture: str) -> str:
+    """The card `save_pretrained` writes into a folder that has none (training writes its own, richer one)."""
+    metadata = model_card_data(config, architecture).to_yaml()
+    return str(ModelCard(f"---\n{metadata}\n---\n# MusicCLIP ({architecture})\n\n{model_card_body(config)}"))
+
+
+def model_card_body(config: MusicClipConfig, extra: str = "") -> str:
+    """What every card says about the model (architecture, audio path, use, limits, citation); training code
+    passes what it knows (data, results) as `extra`."""
     labels = ", ".join(config.id2label[i] for i in sorted(config.id2label)) if config.id2label else "none"
     window_s = config.window_samples / config.sampling_rate
-    return f"""---
-library_name: transformers
-tags: [music, audio, contrastive-learning, music-clip, custom_code]
-pipeline_tag: {"audio-classification" if architecture.endswith("Classification") else "zero-shot-audio-classification"}
----
-# MusicCLIP ({architecture})
-
-A music-text model after the thesis *Multimodal Pretraining for Music Audio* (ch. 4): a small CNN on log-mels
+    return f"""A music-text model after the thesis *Multimodal Pretraining for Music Audio* (ch. 4): a small CNN on log-mels
 (thesis Fig. 16) and a pretrained text tower (`{config.text_model_name_or_path}`, {config.text_pooling} pooling),
 each followed by v ({config.projection_hidden_size}) and z ({config.projection_dim}) layers with tanh between.
 

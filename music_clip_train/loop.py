@@ -7,11 +7,10 @@ the model, data and optimizer, the loss of a batch, what an epoch's evaluation r
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +21,12 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import Progress, finished_result, resume_latest, save_checkpoint
-from .collate import EpochBatchSampler
-from .errors import InputError
+from . import launch
+from .checkpoints import Progress, finished_result, resume_from, save_checkpoint
+from .launch import launch_record
 from .markers import weights_loadable, write_json_atomic
-from .models import save_folder
-
-HIDDEN = {"help": argparse.SUPPRESS}  # dataclass fields for tests and the sweep, not shown in --help
-
-
-@dataclass(kw_only=True)
-class LaunchArgs:
-    """How a run uses its processes and devices (shared by pretraining and finetuning)."""
-
-    mixed_precision: str = field(
-        default="no", metadata={"choices": ["no", "fp16", "bf16"], "help": "Accelerate mixed precision"}
-    )
-    gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "batches per optimizer step (Accelerate gradient accumulation)"}
-    )
-    sync_batchnorm: bool = field(
-        default=False,
-        metadata={
-            "help": "GPU runs with several processes: BatchNorm statistics over the global batch (SyncBatchNorm). "
-            "Without it (and always on CPU, where SyncBatchNorm cannot run) each process keeps its own statistics "
-            "and rank 0's are the ones evaluated and saved"
-        },
-    )
+from .sampler import EpochBatchSampler
+from .tracking import StepLogger
 
 
 @dataclass
@@ -153,8 +131,36 @@ def _checkpoint_tag(
     return epoch if epoch_done and epoch % every == 0 else None
 
 
+@dataclass
+class Session:
+    """One invocation's training state."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module  # as prepared: DDP-wrapped with several processes
+    module: torch.nn.Module  # the model itself (the same object after a re-wrap)
+    optimizer: Any
+    scheduler: Any
+    parts: Parts
+    progress: Progress
+    trained: frozenset[str]  # the parameters the current wrapper was built to train
+    sync_batchnorm: bool
+    logger: StepLogger
+    resumed_from: Path | None = None
+    step_seconds: float = 0.0
+    samples: int = 0  # rows this process trained on in this invocation
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.parts.loader)  # global batches: the same on every process
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.parts.epochs
+
+
 def run(spec: TrainingSpec) -> dict:
     spec.validate()
+    launch.validate_knobs(spec.args)
     args = spec.args
     output = Path(args.output)
     done = finished_result(output / spec.results_name, spec.recorded_args())
@@ -162,104 +168,151 @@ def run(spec: TrainingSpec) -> dict:
         if PartialState().is_main_process:
             print(f"{output}: already finished with these arguments; nothing to resume")
         return done
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
-    )
-    if args.sync_batchnorm and accelerator.device.type == "cpu":
-        raise InputError("--sync-batchnorm needs GPUs (SyncBatchNorm does not run on CPU)")
+    accelerator = launch.new_accelerator(args, output)
     set_seed(args.seed)
     started = time.time()
     spec.accelerator = accelerator
+    session = start_session(spec, accelerator, output)
+    train_epochs(spec, session, output)
+    session.logger.end()
+    return finish(spec, session, started)
+
+
+def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) -> Session:
+    args = spec.args
     parts = spec.setup(accelerator)
-    model = parts.model
-    if args.sync_batchnorm:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    spec.start_epoch(parts.model, 0)  # what trains first is decided before DDP wraps the model
+    sync_batchnorm = launch.use_sync_batchnorm(args, accelerator)
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model) if sync_batchnorm else parts.model
+    scheduler = launch.new_scheduler(args, parts.optimizer, len(parts.loader) * parts.epochs)
     # The loader is not prepared: its sampler already gives each process its part of the global batch.
     model, optimizer = accelerator.prepare(model, parts.optimizer)
-    loader, sampler = parts.loader, parts.sampler
     progress = spec.new_progress()
     accelerator.register_for_checkpointing(progress)
-    resumed_from = resume_latest(accelerator, output) if args.resume else None
-    unwrapped = accelerator.unwrap_model(model)
-    steps_per_epoch = len(loader)  # global batches: the same on every process
-    total_steps = steps_per_epoch * parts.epochs
+    if launch.scheduler_is_stateful(args):
+        accelerator.register_for_checkpointing(scheduler)
+    resumed_from = resume_from(accelerator, output, args.resume, args.resume_from_checkpoint)
+    module = accelerator.unwrap_model(model)
+    project = type(spec).__name__.removesuffix("Spec").lower()
+    logger = StepLogger(accelerator, args.logging_steps, project, spec.recorded_args())
+    return Session(
+        accelerator,
+        model,
+        module,
+        optimizer,
+        scheduler,
+        parts,
+        progress,
+        launch.trainable(module),
+        sync_batchnorm,
+        logger,
+        resumed_from,
+    )
+
+
+def train_epochs(spec: TrainingSpec, s: Session, output: Path) -> None:
     bar = tqdm(
-        total=total_steps,
-        initial=progress.step,
+        total=s.total_steps,
+        initial=s.progress.step,
         desc=spec.desc,
-        disable=not (spec.show_progress and accelerator.is_local_main_process),
+        disable=not (spec.show_progress and s.accelerator.is_local_main_process),
         leave=False,
     )
-    step_seconds = 0.0
-    kill_step = getattr(args, "debug_kill_after_step", None)
-    kill_epoch = getattr(args, "debug_kill_after_epoch", None)
-    while progress.step < total_steps:
-        epoch, done_in_epoch = divmod(progress.step, steps_per_epoch)
-        spec.start_epoch(unwrapped, epoch)
-        sampler.set_epoch(epoch, start=done_in_epoch)  # a mid-epoch resume skips the batches it trained
-        model.train()
-        epoch_started = time.perf_counter()
-        for batch in loader:
-            with accelerator.accumulate(model):
-                loss = spec.loss(model, to_device(batch, accelerator.device))
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-            progress.step += 1
-            progress.epoch_losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            tag = _checkpoint_tag(spec, progress, False, steps_per_epoch)
-            if tag is not None:
-                save_checkpoint(accelerator, output, tag)
-            if kill_step == progress.step:
-                _kill_self()
-        step_seconds += time.perf_counter() - epoch_started  # checkpoints included, evaluation not
-        unwrapped.eval()
-        sync_buffers(accelerator, unwrapped)
-        progress.history.append(spec.evaluate(unwrapped, progress, epoch + 1, progress.epoch_losses))
-        progress.epoch_losses = []
-        stop = spec.after_epoch(unwrapped, progress, epoch + 1)
-        tag = _checkpoint_tag(spec, progress, True, steps_per_epoch)
-        if tag is not None:
-            save_checkpoint(accelerator, output, tag)
+    kill_epoch = getattr(spec.args, "debug_kill_after_epoch", None)
+    while s.progress.step < s.total_steps:
+        epoch, done_in_epoch = divmod(s.progress.step, s.steps_per_epoch)
+        spec.start_epoch(s.module, epoch)
+        now_trained = launch.trainable(s.module)
+        if now_trained != s.trained and isinstance(s.model, torch.nn.parallel.DistributedDataParallel):
+            s.model = launch.rewrap(s.accelerator, s.model)
+        s.trained = now_trained
+        s.parts.sampler.set_epoch(
+            epoch, start=done_in_epoch
+        )  # a mid-epoch resume skips the batches it trained
+        train_one_epoch(spec, s, bar, output)
+        stop = end_epoch(spec, s, epoch + 1, output)
         if kill_epoch == epoch + 1:
             _kill_self()
         if stop:
             break
     bar.close()
 
-    result = spec.result(unwrapped, progress)
+
+def train_one_epoch(spec: TrainingSpec, s: Session, bar: tqdm, output: Path) -> None:
+    kill_step = getattr(spec.args, "debug_kill_after_step", None)
+    s.model.train()
+    started = time.perf_counter()
+    for batch in s.parts.loader:
+        rows = len(batch["input_features"])
+        loss = train_step(spec, s, batch)
+        s.progress.step += 1
+        s.progress.epoch_losses.append(loss)
+        s.samples += rows
+        s.logger.step(s.progress.step, loss, rows, s.scheduler.get_last_lr())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        tag = _checkpoint_tag(spec, s.progress, False, s.steps_per_epoch)
+        if tag is not None:
+            save_checkpoint(s.accelerator, output, tag, spec.args.save_total_limit)
+        if kill_step == s.progress.step:
+            _kill_self()
+    s.step_seconds += time.perf_counter() - started  # checkpoints included, evaluation not
+
+
+def train_step(spec: TrainingSpec, s: Session, batch: dict) -> float:
+    """One batch: forward and backward; on the batch that ends an accumulation, clip, step and schedule."""
+    accelerator, max_norm = s.accelerator, spec.args.max_grad_norm
+    with accelerator.accumulate(s.model):
+        loss = spec.loss(s.model, to_device(batch, accelerator.device))
+        accelerator.backward(loss)
+        if max_norm and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(s.model.parameters(), max_norm)
+        s.optimizer.step()  # Accelerate skips it on the batches inside an accumulation
+        if accelerator.sync_gradients and not s.optimizer.step_was_skipped:
+            s.scheduler.step()
+        s.optimizer.zero_grad()
+    return loss.item()
+
+
+def end_epoch(spec: TrainingSpec, s: Session, epoch: int, output: Path) -> bool:
+    """Evaluate epoch `epoch` (1-based), record it, checkpoint; True stops training early."""
+    s.module.eval()
+    sync_buffers(s.accelerator, s.module)
+    record = spec.evaluate(s.module, s.progress, epoch, s.progress.epoch_losses)
+    s.progress.history.append(record)
+    s.logger.epoch(s.progress.step, record)
+    s.progress.epoch_losses = []
+    stop = spec.after_epoch(s.module, s.progress, epoch)
+    tag = _checkpoint_tag(spec, s.progress, True, s.steps_per_epoch)
+    if tag is not None:
+        save_checkpoint(s.accelerator, output, tag, spec.args.save_total_limit)
+    return stop
+
+
+def finish(spec: TrainingSpec, s: Session, started: float) -> dict:
+    """The result, its card and files: written once, by the main process."""
+    accelerator = s.accelerator
+    result = spec.result(s.module, s.progress)
+    samples = accelerator.reduce(torch.tensor([float(s.samples)], device=accelerator.device), "sum").item()
+    record = launch_record(accelerator, spec.args, s.sync_batchnorm)
     result.update(
-        launch=launch_record(accelerator, args),
-        resumed_from=str(resumed_from) if resumed_from else None,
+        launch=record,
+        mixed_precision=record["mixed_precision"],
+        resumed_from=str(s.resumed_from) if s.resumed_from else None,
         wall_seconds=round(time.time() - started, 1),
-        step_seconds=round(step_seconds, 2),  # training steps of this invocation only
+        step_seconds=round(s.step_seconds, 2),  # training steps of this invocation only
+        train_samples_per_second=round(samples / s.step_seconds, 2) if s.step_seconds else None,
         args=spec.recorded_args(),
     )
-    spec.before_publish(unwrapped, result)
+    spec.before_publish(s.module, result)
     if accelerator.is_main_process:
-        publish(spec.publication(unwrapped, result))
+        publish(spec.publication(s.module, result))
     accelerator.wait_for_everyone()
     return result
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def launch_record(accelerator: Accelerator, args) -> dict:
-    """What results and cards say about how the run was launched."""
-    processes = accelerator.num_processes
-    return {
-        "num_processes": processes,
-        "per_process_batch": args.batch_size,
-        "global_batch": args.batch_size * processes * args.gradient_accumulation_steps,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "mixed_precision": accelerator.mixed_precision,
-        "sync_batchnorm": args.sync_batchnorm,
-        "distributed_type": str(accelerator.distributed_type.value),
-    }
 
 
 def sync_buffers(accelerator: Accelerator, model: torch.nn.Module) -> None:
@@ -289,9 +342,11 @@ def publish(item: Publication) -> None:
     folder = Path(item.folder)
     folder.mkdir(parents=True, exist_ok=True)
     if item.model is not None:
+        from .models import save_folder  # here: the loop itself runs without the feature extractor's imports
+
+        if item.card is not None:  # first: `save_pretrained` writes its generic card only where none exists
+            (folder / "README.md").write_text(item.card, encoding="utf-8")
         save_folder(item.model, folder, item.processor, item.feature_extractor)
-        if item.card is not None:
-            (folder / "README.md").write_text(item.card)
         if item.push_to_hub:
             push_folder(folder, item.push_to_hub)
     write_json_atomic(folder / item.results_name, item.result)

