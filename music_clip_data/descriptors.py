@@ -74,6 +74,16 @@ def describe(waveform: np.ndarray, sampling_rate: int) -> dict[str, Any]:
     }
 
 
+def describe_flac(flac: bytes) -> dict[str, Any]:
+    """`describe` of stored FLAC audio: a clip the builder cut from a track's stored (16 kHz) waveform."""
+    import io
+
+    import soundfile as sf
+
+    wave, sr = sf.read(io.BytesIO(flac), dtype="float32")
+    return describe(wave, sr)
+
+
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
@@ -146,7 +156,7 @@ def _word(name: str, value: float | None) -> str | None:
     return low_word if value < low else high_word if value >= high else None
 
 
-def in_words(descriptors: Mapping[str, Any], with_key_and_tempo: bool = True) -> str:
+def in_words(descriptors: Mapping[str, Any], with_key_and_tempo: bool = True, noun: str = "track") -> str:
     """ "a fast, bright track in A minor, loud and dense" from the descriptors (thresholds: `WORD_THRESHOLDS`);
     "" when nothing stands out. `with_key_and_tempo=False` leaves key and tempo to a source that knows them."""
     pace = _word("tempo_bpm", descriptors.get("tempo_bpm")) if with_key_and_tempo else None
@@ -164,7 +174,10 @@ def in_words(descriptors: Mapping[str, Any], with_key_and_tempo: bool = True) ->
     if not (pace or colour or texture or key):
         return ""
     adjectives = ", ".join(w for w in (pace, colour) if w)
-    phrase = f"a {adjectives + ' ' if adjectives else ''}track" + (f" in {key_words(key)}" if key else "")
+    head = f"{adjectives} {noun}" if adjectives else noun
+    phrase = f"{'an' if head[:1].lower() in 'aeiou' else 'a'} {head}" + (
+        f" in {key_words(key)}" if key else ""
+    )
     if texture:
         phrase += ", " + (
             " and ".join(texture) if len(texture) < 3 else f"{texture[0]}, {texture[1]} and {texture[2]}"
