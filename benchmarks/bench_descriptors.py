@@ -1,7 +1,7 @@
 """Descriptor libraries by measurement: key and tempo accuracy against known ground truth, and speed.
 
-    PYTHONPATH=. python benchmarks/bench_descriptors.py --music21-cache cache/music21 \\
-        --output docs/results/descriptors.json
+    PYTHONPATH=. python benchmarks/bench_descriptors.py --music21-cache cache/music21 --rates 16000 44100 \\
+        --limit 40 --output docs/results/descriptors.json
 
 Ground truth: the bundled corpus' small size rendered by FluidSynth (each 15-s clip's key from music21's
 Krumhansl-Schmuckler analysis of the notes it plays after transposition, and its rendered tempo), and the 28
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -181,16 +182,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--music21-cache", type=Path, default=Path("cache/music21"))
     p.add_argument("--size", default="small", choices=["small", "quick", "full"])
-    p.add_argument("--rates", type=int, nargs="+", default=[16000])
-    p.add_argument("--limit", type=int, default=100, help="music21 clips measured (spread evenly); 0: all")
+    p.add_argument("--rates", type=int, nargs="+", default=[16000, 44100])
+    p.add_argument("--limit", type=int, default=40, help="music21 clips measured (spread evenly); 0: all")
     p.add_argument("--output", type=Path)
     args = p.parse_args()
     truth = music21_truth(args.music21_cache, args.size, args.limit) + immich_truth()
     started = time.perf_counter()
     results = run(truth, args.rates)
     report = {
-        "command": "PYTHONPATH=. python benchmarks/bench_descriptors.py --music21-cache cache/music21 "
-        "--output docs/results/descriptors.json",
+        "command": "PYTHONPATH=. python benchmarks/bench_descriptors.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.python_version()}; speeds are one process, one thread",
         "ground_truth": {
             "music21": f"{args.size} renders, 15-s clips",
