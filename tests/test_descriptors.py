@@ -51,7 +51,7 @@ def test_loudness_brightness_and_onsets_mean_what_they_say() -> None:
 
 
 def test_words_and_template_captions() -> None:
-    loud = {"tempo_bpm": 140.0, "key": "A minor", "loudness_lufs": -9.0, "dynamic_range_db": 6.0,
+    loud = {"tempo_bpm": 140.0, "key": "A minor", "loudness_lufs": -9.0, "dynamic_range_db": 4.0,
             "brightness_hz": 3000.0, "onset_rate": 5.0}  # fmt: skip
     assert in_words(loud) == "a fast, bright track in A minor, loud and dense"
     assert in_words({**loud, "key": "Bb major", "brightness_hz": 1500.0}, noun="indie track") == (
