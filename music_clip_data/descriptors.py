@@ -33,11 +33,12 @@ DESCRIPTOR_COLUMNS: dict[str, str] = {
     "onset_rate": "float32",
 }
 # Stored with every cached decode result: a cache entry measured by another version is measured again.
-DESCRIPTORS_VERSION = "essentia-2.1b6+librosa-0.11/1"  # words are not cached: not in it
+DESCRIPTORS_VERSION = "essentia-2.1b6+librosa-0.11/2"  # words are not cached: not in it
 KEY_PROFILE = "bgate"
 ONSET_HOP = 256  # 16 ms at 16 kHz
 CENTROID_FLOOR_DB = -60.0
 MIN_SECONDS = 0.4  # one BS.1770 gating block; shorter clips get no descriptor
+SHORT_TERM_S = 3.0  # EBU Tech 3342 short-term window: a shorter clip has no loudness range
 
 # Caption words: value below the first threshold → first word, at or above the second → second word, between
 # them nothing is said. Set by judgment, then checked on the immich tracks and the music21 renders so that
@@ -106,7 +107,8 @@ def _loudness(wave: np.ndarray, sr: int) -> dict[str, Any]:
     # (a copy would read 3 dB louder).
     stereo = np.stack([wave, np.zeros_like(wave)], axis=1)
     _, _, integrated, loudness_range = _essentia().LoudnessEBUR128(sampleRate=sr)(stereo)
-    return {"loudness_lufs": integrated, "dynamic_range_db": loudness_range if integrated > -70 else None}
+    measurable = integrated > -70 and wave.size >= SHORT_TERM_S * sr  # LRA needs 3-s short-term windows
+    return {"loudness_lufs": integrated, "dynamic_range_db": loudness_range if measurable else None}
 
 
 def _onset_rate(wave: np.ndarray, sr: int) -> dict[str, Any]:
