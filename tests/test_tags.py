@@ -127,7 +127,9 @@ def test_folder_build_rows_take_title_artist_genre_and_lyrics_from_tags(
         "Ogg Title": ("Ogg Artist", "hip hop", ["Hip-Hop"], "First line of the ogg song\nSecond line"),
         "M4A Title": ("M4A Artist", "country", ["Country"], "Words of the m4a song"),
     }
-    assert json.loads(rows["MP3 Title"]["metadata"])["album"] == "MP3 Album"
+    mp3_metadata = json.loads(rows["MP3 Title"]["metadata"])
+    assert mp3_metadata["album"] == "MP3 Album" and mp3_metadata["date"] == "2019"
+    assert any("comment" in note for note in mp3_metadata["tag_notes"])  # the junk is reported, not stored
     (untagged,) = captions
     assert untagged["title"] == "untagged song" and untagged["lyrics"] == "Words from a text file, café"
     assert "It is a song with lyrics." in untagged["sentences"]
