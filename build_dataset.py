@@ -45,6 +45,7 @@ from music_clip_data.decode import (
     remove_stale_temps,
     single_thread_worker,
 )
+from music_clip_data.descriptors import describe_flac
 from music_clip_data.files import LOCK_NAME, atomic_write_text, folder_lock, unique_token
 from music_clip_data.genres import THESIS_MAIN_GENRES, map_to_main_genre
 from music_clip_data.prompts import PROMPTS
@@ -248,7 +249,13 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: argparse.Namespace, cache: Path):
+def caption_tracks(
+    tracks: list[Track],
+    labels: dict[str, str | None],
+    args: argparse.Namespace,
+    cache: Path,
+    measured: list[dict],
+):
     optional = {
         "temperature": args.llm_temperature,
         "concurrency": args.llm_concurrency,
@@ -263,9 +270,10 @@ def caption_tracks(tracks: list[Track], labels: dict[str, str | None], args: arg
         **{k: v for k, v in optional.items() if v is not None},
     )
     inputs = []
-    for t in tracks:
+    for t, descriptors in zip(tracks, measured, strict=True):
         label = labels.get(t.track_id)
         facts = {"title": t.title, "artist": t.artist, "genre": label, "tags": t.tags, **t.metadata}
+        facts["descriptors"] = descriptors
         genres = list(t.tags) or ([label] if label else [])
         inputs.append(CaptionInput(t.track_id, t.lyrics, genres, t.template_sentences, facts))
     return caption_many(inputs, settings), settings
@@ -302,6 +310,7 @@ def _base_row(track: Track, status: dict, fe: Any = None, spans: list[tuple[floa
             "tags": list(track.tags),
             "lyrics": track.lyrics,
             "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
+            **(status["descriptors"] if clip is None else describe_flac(row_flac)),  # a clip: its own
         }
 
 
@@ -433,7 +442,11 @@ def _build_locked(args: argparse.Namespace) -> dict:
     caption_settings = None
     if caption_set:
         results, caption_settings = caption_tracks(
-            [t for t, _ in caption_set], labels, args, cache / "captions"
+            [t for t, _ in caption_set],
+            labels,
+            args,
+            cache / "captions",
+            [s["descriptors"] for _, s in caption_set],
         )
         for (track, status), result in zip(caption_set, results, strict=True):
             caption_counts[result.status] += 1

@@ -39,7 +39,8 @@ from typing import Any, Literal
 import openai
 from tqdm.auto import tqdm
 
-from music_clip_data.prompts import N_SENTENCES, PROMPTS, PromptSpec, resolve_prompt
+from music_clip_data.descriptors import in_words
+from music_clip_data.prompts import N_SENTENCES, PROMPTS, PromptSpec, metadata_text, resolve_prompt
 from music_clip_data.sentences import split_sentences
 
 __all__ = [
@@ -87,7 +88,8 @@ class CaptionInput:
     lyrics: str = ""
     genres: list[str] = field(default_factory=list)  # rendered as `[a, b]`, `[]` when unknown (thesis)
     template_sentences: list[str] | None = None  # the source's own three sentences for the template path
-    facts: dict[str, Any] = field(default_factory=dict)  # title, artist, genre, tags: the generic template
+    # title, artist, genre, tags (the generic template), album, date, descriptors (the template and the LLM)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,10 +120,11 @@ def caption_many(inputs: list[CaptionInput], settings: CaptionSettings) -> list[
             results[i] = _template_result(item)
             continue
         lyrics = item.lyrics[: settings.max_lyrics_chars] if settings.max_lyrics_chars else item.lyrics
-        prompt = spec.render(lyrics, item.genres)
+        metadata = metadata_text(item.facts)
+        prompt = spec.render(lyrics, item.genres, metadata)
         key = cache_key(prompt, settings.model, settings.temperature)
         asked.setdefault(key, []).append(i)
-        rendered[key] = _Question(prompt, lyrics, item.genres)
+        rendered[key] = _Question(prompt, lyrics, item.genres, metadata)
     if asked:
         for key, answer in _LLMRun(spec, settings).run(rendered).items():
             for i in asked[key]:
@@ -136,17 +139,22 @@ def cache_key(prompt: str, model: str | None, temperature: float | None) -> str:
 
 
 def template_caption(item: CaptionInput) -> list[str]:
-    """The source's own three sentences, else three from real metadata (no invented content)."""
+    """The source's own three sentences, else three from real metadata (no invented content); either way with
+    the words the measured descriptors earn (`descriptors.in_words`). A source's own sentences state key and
+    tempo from what it knows (the score, the generation prompt), so only texture words are added to them."""
+    measured = item.facts.get("descriptors") or {}
     if item.template_sentences is not None:
         sentences = [s.strip() for s in item.template_sentences]
         if len(sentences) != N_SENTENCES or not all(sentences):
             raise ValueError(f"{item.key}: template_sentences must be {N_SENTENCES} non-empty sentences")
-        return sentences
+        texture = in_words(measured, with_key_and_tempo=False)
+        return sentences[:-1] + [f"{sentences[-1]} It is {texture}."] if texture else sentences
     facts = item.facts
     title, artist = str(facts.get("title") or "").strip(), str(facts.get("artist") or "").strip()
     tags = [str(t) for t in facts.get("tags") or [] if str(t).strip()]
     genre = str(facts.get("genre") or (item.genres[0] if item.genres else "") or "").strip()
-    what = f"a {genre} track" if genre else "a piece of music"
+    what = in_words(measured, noun=f"{genre} track" if genre else "track")
+    what = what or (f"a {genre} track" if genre else "a piece of music")
     if title and artist:
         first = f'"{title}" by {artist} is {what}.'
     elif title:
@@ -216,6 +224,7 @@ class _Question:
     prompt: str
     lyrics: str  # kept to ask again with half of them when the prompt is past the context window
     genres: list[str]
+    metadata: str = ""
 
 
 class _Transient(Exception):
@@ -364,7 +373,7 @@ class _LLMRun:
                 logger.info(
                     "caption %s: prompt too long, asking with %d characters of lyrics", key[:12], half
                 )
-                shorter = self.spec.render(question.lyrics[:half], question.genres)
+                shorter = self.spec.render(question.lyrics[:half], question.genres, question.metadata)
                 return self._ask(client, shorter, key, requests, {"lyrics_halved_to": half})
         except _TooLong as exc:
             first, requests = f"{first}; with the lyrics halved to {half} characters: {exc}", exc.requests

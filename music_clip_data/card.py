@@ -160,7 +160,10 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         "Both configs: `track_id`, `group_id` (piece or work family; splits never cut a group), `source`, "
         "`audio` (16 kHz mono FLAC, playable), `mel` (`(mel_length, n_mels)` float32, time-major "
         "`log(1 + power mel)` from the feature extractor in `feature_extractor/`), `mel_length`, `duration_s`, "
-        "`title`, `artist`, `tags` (raw genre tags), `lyrics`, `metadata` (JSON of source extras).\n",
+        "`title`, `artist`, `tags` (raw genre tags), `lyrics`, `metadata` (JSON of source extras), and audio "
+        "descriptors measured on the row's own audio: `tempo_bpm`, `key` (e.g. `A minor`), `loudness_lufs` "
+        "(EBU R128), `dynamic_range_db` (EBU loudness range), `brightness_hz` (spectral centroid), `onset_rate` "
+        "(onsets per second); null where not measurable.\n",
         "`captions` adds `caption` (the sentences joined), `sentences` (3), `caption_source`, `caption_prompt`, "
         "`caption_model`, `caption_temperature`, `caption_raw` (the model's raw answer). `genres` adds `genre`.\n",
         "## Captions\n",
@@ -169,8 +172,9 @@ def render_card(info: dict[str, Any]) -> DatasetCard:
         f"- Prompt (`{info['caption_prompt_name']}`):\n\n```\n{prompt}\n```\n",
         "Without an endpoint, and for tracks without lyrics (the prompt would ask about nothing), captions are "
         "written from each track's real metadata by template and marked "
-        "`caption_source = template`. LLM answers are split into sentences with pysbd; answers that are not three "
-        "sentences are asked again, then listed as failed in `skipped.jsonl` with the raw answer.\n",
+        '`caption_source = template`; the descriptors add words such as "fast", "bright", "loud". Title, '
+        "artist, album, date and the descriptors go to the LLM in one line before the lyrics. LLM answers are "
+        "split into sentences with pysbd; answers that are not three sentences are asked again, then listed as failed in `skipped.jsonl` with the raw answer.\n",
         "## How it was built\n",
         f"```\n{info['command']}\n```\n",
         _label_rule(info),

@@ -34,6 +34,7 @@ from audio_music_clip import (
     check_waveform,
     load_audio,
 )
+from music_clip_data.descriptors import DESCRIPTORS_VERSION, describe
 from music_clip_data.files import atomic_write_text
 
 # A decode of one file (already capped at `max_seconds`) running longer than this is stopped and skipped.
@@ -107,7 +108,9 @@ def process_file(path: Path, fe: Any, settings: DecodeSettings) -> dict:
     wave, info = decode_for_model(path, fe, settings)
     seconds = wave.size / sr
     mel = fe.log_mel(wave).astype(np.float32, copy=False)
-    return {"mel": mel, "flac": encode_flac(wave, sr), "duration_s": round(seconds, 3), "decode_info": info}
+    result = {"mel": mel, "flac": encode_flac(wave, sr), "duration_s": round(seconds, 3), "decode_info": info}
+    # Measured here, on the waveform the mel is made of, so they are cached with it (no second decode).
+    return {**result, "descriptors": {**describe(wave, sr), "version": DESCRIPTORS_VERSION}}
 
 
 def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Path | None) -> dict:
@@ -143,11 +146,14 @@ def _read_cache_entry(cached: Path) -> dict | None:
                 "flac": data["flac"].tobytes(),
                 "duration_s": float(data["duration_s"]),
                 "decode_info": json.loads(str(data["decode_info"])),
+                "descriptors": json.loads(str(data["descriptors"])),
             }
     except Exception:  # noqa: BLE001 - see the docstring: every failure means "compute again"
         return None
     mel = entry["mel"]
     if mel.ndim != 2 or mel.shape[0] == 0 or mel.dtype != np.float32 or not entry["flac"]:
+        return None
+    if entry["descriptors"].get("version") != DESCRIPTORS_VERSION:  # measured by another version: again
         return None
     return entry
 
@@ -165,6 +171,7 @@ def _write_cache_entry(cached: Path, result: dict) -> None:
                 flac=np.frombuffer(result["flac"], dtype=np.uint8),
                 duration_s=result["duration_s"],
                 decode_info=json.dumps(result["decode_info"]),
+                descriptors=json.dumps(result["descriptors"]),
             )
             handle.flush()
             os.fsync(handle.fileno())
@@ -198,7 +205,7 @@ def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:
 def failed_status(reason: str) -> dict:
     """The status of a file that gives no row, with the reason for skipped.jsonl."""
     status = {"ok": False, "reason": reason, "cache_file": "", "file_hash": "", "mel_length": 0}
-    return {**status, "duration_s": 0.0, "from_cache": False, "decode_info": "{}"}
+    return {**status, "duration_s": 0.0, "from_cache": False, "decode_info": "{}", "descriptors": {}}
 
 
 def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) -> dict:
@@ -218,6 +225,7 @@ def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) 
         "duration_s": float(result["duration_s"]),
         "from_cache": bool(result["from_cache"]),
         "decode_info": json.dumps(result["decode_info"]),
+        "descriptors": {k: v for k, v in result["descriptors"].items() if k != "version"},
     }
 
 

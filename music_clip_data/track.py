@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from music_clip_common.tags import TrackTags
 
 Role = Literal["captions", "genres"]
 
@@ -31,3 +34,21 @@ class Track:
         self.audio_path = Path(self.audio_path)
         if not self.group_id:
             self.group_id = self.track_id
+
+
+def with_tags(track: Track, tags: TrackTags, fallback_title: str = "") -> Track:
+    """`track` with its file's tags filling what the source left empty (a source's own values win): title,
+    artist, lyrics, genre tags (raw, for the builder's Table 2 mapping), and album / date / comment, where the
+    lyrics came from and why a tag was ignored in `metadata`. `fallback_title` (a file name) when neither has a
+    title."""
+    track.title = track.title or tags.title or fallback_title
+    track.artist = track.artist or tags.artist
+    if not track.lyrics and tags.lyrics:
+        track.lyrics = tags.lyrics
+        track.metadata["lyrics_source"] = tags.lyrics_source
+    track.tags = track.tags or list(tags.genre)
+    for name, value in tags.extras().items():
+        track.metadata.setdefault(name, value)
+    if tags.notes:
+        track.metadata["tag_notes"] = list(tags.notes)
+    return track

@@ -22,6 +22,8 @@ from datasets import Array2D, Audio, ClassLabel, Dataset, DatasetInfo, Features,
 from datasets.splits import SplitDict
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
+from music_clip_data.descriptors import DESCRIPTOR_COLUMNS
+
 ROWS_PER_SHARD = 2000
 MAX_SHARD_BYTES = 300 * 2**20
 ROWS_PER_ROW_GROUP = 64
@@ -41,6 +43,7 @@ def base_features(n_mels: int) -> dict:
         "tags": List(Value("string")),
         "lyrics": Value("string"),
         "metadata": Value("string"),
+        **{name: Value(dtype) for name, dtype in DESCRIPTOR_COLUMNS.items()},  # measured on the clip's audio
     }
 
 

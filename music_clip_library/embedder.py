@@ -26,17 +26,6 @@ def read_waveform(path: Path, fe, max_seconds: float = MAX_SECONDS) -> np.ndarra
     return load_waveform(str(path), target_rate=int(fe.sampling_rate), max_seconds=max_seconds)
 
 
-def read_tags(path: Path) -> tuple[str, str]:
-    """Title and artist from the file's tags (FLAC/Vorbis comments, ID3, Opus...), empty when absent."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            return (handle.title or "").strip(), (handle.artist or "").strip()
-    except Exception:  # libsndfile cannot open every container FFmpeg can (m4a, webm): no tags then
-        return "", ""
-
-
 @dataclass
 class Embedder:
     """A MusicClipModel's audio side (model folder) with its feature extractor and processor."""

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from music_clip_common.tags import read_tags
 from music_clip_data.decode import file_sha256
 from music_clip_data.sources import AUDIO_EXTENSIONS
 
-from .embedder import Embedder, read_tags, read_waveform
+from .embedder import Embedder, read_waveform
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR_NAME = ".cache"
@@ -162,7 +163,8 @@ def index_one(path: str) -> dict:
                 if cache_dir:
                     write_cache(cache_path(cache_dir, sha), cached["embedding"], cached["duration_s"])
                 record["embedded"] = True
-        title, artist = read_tags(Path(path))
+        tags = read_tags(path)
+        title, artist = tags.title, tags.artist
         record.update(ok=True, title=title, artist=artist, **cached)
     except ValueError as err:
         record["reason"] = str(err)

@@ -1,16 +1,21 @@
-"""Folder-per-genre: `DIR/<genre>/<file>` → a track labelled by its folder; files at the top level are unlabelled.
+"""Folder-per-genre: `DIR/<genre>/<file>` → a track labelled by its folder; files at the top level are labelled
+by their genre tags (thesis Table 2), or not at all.
 
-No metadata needed. Files without an audio extension are reported as skipped, not silently ignored
-(hidden files such as `.DS_Store` excepted).
+Title, artist, album, date, comment, genre tags and lyrics come from the file's tags and sidecar lyrics
+(`music_clip_common.tags`); the file name is the title only when the tags have none. Files without an audio
+extension are reported as skipped, not silently ignored (hidden files such as `.DS_Store` and the `.lrc` /
+`.txt` lyrics beside an audio file excepted).
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from pathlib import Path
 
+from music_clip_common.tags import SIDECAR_SUFFIXES, read_tags
 from music_clip_data.sources import AUDIO_EXTENSIONS, SourceOptions, SourceRun
-from music_clip_data.track import Track
+from music_clip_data.track import Track, with_tags
 
 
 def track_id_for(root: Path, path: Path) -> str:
@@ -23,19 +28,25 @@ def _walk(root: Path, skipped: list[dict], source: str) -> Iterator[Track]:
         if path.is_dir() or any(part.startswith(".") for part in rel.parts):
             continue
         if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            if path.suffix.lower() in SIDECAR_SUFFIXES and _has_audio_beside(path):
+                continue  # lyrics of that file, read with its tags
             skipped.append(
                 {"path": str(path), "reason": f"not an audio file extension ({path.suffix or 'none'})"}
             )
             continue
-        genre = rel.parts[0] if len(rel.parts) > 1 else None
-        yield Track(
+        track = Track(
             track_id=f"{source}:{track_id_for(root, path)}",
             audio_path=path,
             source=source,
-            title=path.stem.replace("_", " "),
-            genre=genre,
+            genre=rel.parts[0] if len(rel.parts) > 1 else None,
             metadata={"relative_path": rel.as_posix()},
         )
+        yield with_tags(track, read_tags(path), fallback_title=path.stem.replace("_", " "))
+
+
+def _has_audio_beside(sidecar: Path) -> bool:
+    siblings = sidecar.parent.glob(f"{glob.escape(sidecar.stem)}.*")
+    return any(p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() for p in siblings)
 
 
 def folder_source(options: SourceOptions) -> SourceRun:

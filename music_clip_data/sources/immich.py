@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+from music_clip_common.tags import read_tags
 from music_clip_data.sources import SourceOptions, SourceRun
-from music_clip_data.track import Track
+from music_clip_data.track import Track, with_tags
 
 PACKAGE = "immich-memories-music"
 _LINE = re.compile(
@@ -68,7 +69,7 @@ def _tracks() -> Iterator[Track]:
     for path in sorted(tracks_dir().glob("*/*.opus")):
         mood = path.parent.name
         track_facts = facts.get(path.name, {})
-        yield Track(
+        track = Track(
             track_id=f"immich:{mood}/{path.stem}",
             audio_path=path,
             source="immich",
@@ -85,6 +86,7 @@ def _tracks() -> Iterator[Track]:
             },
             template_sentences=template_sentences(mood, track_facts),
         )
+        yield with_tags(track, read_tags(path))  # the wheel's Opus files carry no tags today
 
 
 CARD_SECTION = """### Source: immich-memories-music

@@ -2,6 +2,7 @@
 `lyrics`, `tags` (genre tags: a JSON list, or a string separated by `;`, `|` or `,`), `genre` (a direct label),
 `group_id`, `role` (`captions` / `genres`).
 
+Fields a row leaves empty are filled from the file's tags and sidecar lyrics (`music_clip_common.tags`).
 Relative paths resolve against `--audio-dir` when given, else against the manifest's folder. Rows with no path,
 a missing file or unreadable JSON are skipped with their reason; text that is not UTF-8 is decoded as
 Windows-1252 (which never fails) and reported as handled.
@@ -16,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from music_clip_common.tags import read_tags
 from music_clip_data.sources import SourceOptions, SourceRun
-from music_clip_data.track import Track
+from music_clip_data.track import Track, with_tags
 
 TEXT_FIELDS = ("track_id", "title", "artist", "lyrics", "genre", "group_id", "role")
 
@@ -116,7 +118,7 @@ def _tracks(options: SourceOptions, run: SourceRun) -> Iterator[Track]:
         extras = {
             k: v for k, v in row.items() if k not in TEXT_FIELDS + ("path", "tags") and v not in (None, "")
         }
-        yield Track(
+        track = Track(
             track_id=f"manifest:{values['track_id'] or values['path']}",
             audio_path=audio_path,
             group_id=f"manifest:{values['group_id']}" if values["group_id"] else "",
@@ -129,6 +131,7 @@ def _tracks(options: SourceOptions, run: SourceRun) -> Iterator[Track]:
             role=role,  # type: ignore[arg-type]
             metadata={"manifest_row": line_no, **{k: _repair(str(v))[0] for k, v in extras.items()}},
         )
+        yield with_tags(track, read_tags(audio_path))
 
 
 def manifest_source(options: SourceOptions) -> SourceRun:
