@@ -143,7 +143,6 @@ class Session:
     parts: Parts
     progress: Progress
     trained: frozenset[str]  # the parameters the current wrapper was built to train
-    sync_batchnorm: bool
     logger: StepLogger
     resumed_from: Path | None = None
     step_seconds: float = 0.0
@@ -161,6 +160,7 @@ class Session:
 def run(spec: TrainingSpec) -> dict:
     spec.validate()
     launch.validate_knobs(spec.args)
+    launch.resolve(spec.args)
     args = spec.args
     output = Path(args.output)
     done = finished_result(output / spec.results_name, spec.recorded_args())
@@ -182,8 +182,7 @@ def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) ->
     args = spec.args
     parts = spec.setup(accelerator)
     spec.start_epoch(parts.model, 0)  # what trains first is decided before DDP wraps the model
-    sync_batchnorm = launch.use_sync_batchnorm(args, accelerator)
-    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model) if sync_batchnorm else parts.model
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model) if args.sync_batchnorm else parts.model
     scheduler = launch.new_scheduler(args, parts.optimizer, len(parts.loader) * parts.epochs)
     # The loader is not prepared: its sampler already gives each process its part of the global batch.
     model, optimizer = accelerator.prepare(model, parts.optimizer)
@@ -204,7 +203,6 @@ def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) ->
         parts,
         progress,
         launch.trainable(module),
-        sync_batchnorm,
         logger,
         resumed_from,
     )
@@ -294,7 +292,7 @@ def finish(spec: TrainingSpec, s: Session, started: float) -> dict:
     accelerator = s.accelerator
     result = spec.result(s.module, s.progress)
     samples = accelerator.reduce(torch.tensor([float(s.samples)], device=accelerator.device), "sum").item()
-    record = launch_record(accelerator, spec.args, s.sync_batchnorm)
+    record = launch_record(accelerator, spec.args)
     result.update(
         launch=record,
         mixed_precision=record["mixed_precision"],
