@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from transformers import SchedulerType, get_scheduler
 
@@ -110,14 +110,12 @@ def knob_defaults() -> dict:
     }
 
 
-def resolve(args: LoopKnobs) -> None:
-    """Fill in what "default" means for this launch, before anything is built, so results record (and
-    `--resume` compares) the precision and BatchNorm mode the run really uses."""
-    if args.mixed_precision is None:  # what Accelerate itself falls back to (`accelerate launch` sets it)
-        args.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
-    if args.sync_batchnorm is None:
-        state = PartialState()
-        args.sync_batchnorm = state.device.type == "cuda" and state.num_processes > 1
+def resolve(args: LoopKnobs, accelerator: Accelerator) -> None:
+    """Fill in what "default" meant for this launch, so results record (and `--resume` compares) the precision
+    and BatchNorm mode the run really uses."""
+    args.mixed_precision = accelerator.mixed_precision  # the flag, else ACCELERATE_MIXED_PRECISION, else "no"
+    if args.sync_batchnorm is None:  # SyncBatchNorm runs on CUDA only
+        args.sync_batchnorm = accelerator.device.type == "cuda" and accelerator.num_processes > 1
 
 
 def knobs(args: LoopKnobs) -> dict:
@@ -159,7 +157,7 @@ def validate_knobs(args: LoopKnobs) -> None:
 def new_accelerator(args: LoopKnobs, output: Path) -> Accelerator:
     names = trackers(args.report_to)
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,  # resolved: the flag, else ACCELERATE_MIXED_PRECISION, else "no"
+        mixed_precision=args.mixed_precision,  # None: ACCELERATE_MIXED_PRECISION (accelerate launch), else "no"
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=names or None,
         project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / LOGGING_DIR)),

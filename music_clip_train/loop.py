@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -160,15 +160,15 @@ class Session:
 def run(spec: TrainingSpec) -> dict:
     spec.validate()
     launch.validate_knobs(spec.args)
-    launch.resolve(spec.args)
     args = spec.args
     output = Path(args.output)
+    accelerator = launch.new_accelerator(args, output)  # first: it sets up the processes (torchrun's K)
+    launch.resolve(args, accelerator)
     done = finished_result(output / spec.results_name, spec.recorded_args())
     if args.resume and done and spec.saved(output):
-        if PartialState().is_main_process:
+        if accelerator.is_main_process:
             print(f"{output}: already finished with these arguments; nothing to resume")
         return done
-    accelerator = launch.new_accelerator(args, output)
     set_seed(args.seed)
     started = time.time()
     spec.accelerator = accelerator
