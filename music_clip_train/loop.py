@@ -174,8 +174,9 @@ def run(spec: TrainingSpec) -> dict:
     spec.accelerator = accelerator
     session = start_session(spec, accelerator, output)
     train_epochs(spec, session, output)
-    session.logger.end()
-    return finish(spec, session, started)
+    result = finish(spec, session, started)
+    session.logger.end()  # last: Accelerate's `end_training` also ends the process group
+    return result
 
 
 def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) -> Session:
