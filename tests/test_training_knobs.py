@@ -38,6 +38,7 @@ def _run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two training runs in fresh interpreters (~50 s on a busy 2-core machine)
 def test_precision_comes_from_the_environment_unless_the_flag_says_otherwise(
     dataset, tiny_text_tower, tmp_path
 ) -> None:
