@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_train import REPO, write_dataset
 
 import train
@@ -126,7 +125,7 @@ def test_two_process_pretraining_trains_the_unfrozen_text_tower(dataset, tiny_te
     argv = pretrain_argv(
         dataset, out, tiny_text_tower, "--no-freeze-text", "--epochs", "2", "--batch-size", "2"
     )
-    run = torchrun([*argv, "--report_to", "tensorboard", "--logging_steps", "1"])
+    run = torchrun(argv)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (run.stdout + run.stderr).count("== music-clip-train pretrain: done") == 1
     result = json.loads((out / "train_results.json").read_text())
@@ -134,6 +133,3 @@ def test_two_process_pretraining_trains_the_unfrozen_text_tower(dataset, tiny_te
     trained, original = load_file(out / "model.safetensors"), load_file(tiny_text_tower / "model.safetensors")
     layer = "encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(trained[f"text_model.{layer}"], original[layer])  # the tower itself trained
-    events = EventAccumulator(str(out / "logs" / "pretrain"))
-    events.Reload()  # one writer (rank 0); each point the mean over both processes' parts of the batch
-    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
