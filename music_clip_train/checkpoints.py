@@ -13,7 +13,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from .errors import InputError
-from .launch import NOT_RESULT_ARGS
+from .launch import NOT_RESULT_ARGS, knob_defaults
 from .markers import read_json_marker
 
 
@@ -37,15 +37,19 @@ class Progress:
 
 
 def finished_result(results_file: Path, args: dict) -> dict | None:
-    """A finished run's results when it was made with the same arguments: `--resume` then has nothing to do."""
+    """A finished run's results when it was made with the same arguments: `--resume` then has nothing to do.
+    A knob missing from the recorded arguments (the run predates it) counts as its default."""
     result = read_json_marker(results_file, ("args",))  # a 0-byte or cut file (a kill) is "not finished"
     if result is None:
         return None
-    ignore = NOT_RESULT_ARGS
-    same = {k: v for k, v in result.get("args", {}).items() if k not in ignore} == {
-        k: v for k, v in args.items() if k not in ignore
+    recorded = {k: v for k, v in result.get("args", {}).items() if k not in NOT_RESULT_ARGS}
+    defaults = knob_defaults()
+    current = {
+        k: v
+        for k, v in args.items()
+        if k not in NOT_RESULT_ARGS and (k in recorded or k not in defaults or v != defaults[k])
     }
-    return result if same else None
+    return result if recorded == current else None
 
 
 def checkpoint_dirs(output: Path) -> list[Path]:

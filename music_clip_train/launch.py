@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -42,9 +42,11 @@ class LoopKnobs:
     sync_batchnorm: bool | None = field(
         default=None,
         metadata={
+            "nargs": "?",  # `--sync-batchnorm` alone means true, as for the other switches
+            "const": True,
             "help": "BatchNorm statistics over the global batch (SyncBatchNorm). Default: on with several "
             "processes on CUDA; on CPU (where SyncBatchNorm cannot run) each process normalises over its own part "
-            "of the batch and rank 0's running statistics are the ones evaluated and saved"
+            "of the batch and rank 0's running statistics are the ones evaluated and saved",
         },
     )
     lr_scheduler_type: str = field(
@@ -100,6 +102,22 @@ NOT_RESULT_ARGS = {
 }
 
 
+def knob_defaults() -> dict:
+    """Each knob's default: a finished run recorded before a knob existed trained with its default."""
+    return {
+        f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+        for f in fields(LaunchArgs)
+    }
+
+
+def resolve(args: LoopKnobs, accelerator: Accelerator) -> None:
+    """Fill in what "default" meant for this launch, so results record (and `--resume` compares) the precision
+    and BatchNorm mode the run really uses."""
+    args.mixed_precision = accelerator.mixed_precision  # the flag, else ACCELERATE_MIXED_PRECISION, else "no"
+    if args.sync_batchnorm is None:  # SyncBatchNorm runs on CUDA only
+        args.sync_batchnorm = accelerator.device.type == "cuda" and accelerator.num_processes > 1
+
+
 def knobs(args: LoopKnobs) -> dict:
     """The shared knobs of `args`, to pass on to a run (the sweep's cells and pretraining)."""
     return {f.name: getattr(args, f.name) for f in fields(LoopKnobs)}
@@ -139,7 +157,7 @@ def validate_knobs(args: LoopKnobs) -> None:
 def new_accelerator(args: LoopKnobs, output: Path) -> Accelerator:
     names = trackers(args.report_to)
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,  # None: Accelerate reads ACCELERATE_MIXED_PRECISION, else "no"
+        mixed_precision=args.mixed_precision,  # None: ACCELERATE_MIXED_PRECISION (accelerate launch), else "no"
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=names or None,
         project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / LOGGING_DIR)),
@@ -147,13 +165,6 @@ def new_accelerator(args: LoopKnobs, output: Path) -> Accelerator:
     if args.sync_batchnorm and accelerator.device.type != "cuda":
         raise InputError("--sync-batchnorm needs GPUs (SyncBatchNorm does not run on CPU)")
     return accelerator
-
-
-def use_sync_batchnorm(args: LoopKnobs, accelerator: Accelerator) -> bool:
-    """Explicit choice, else on for several CUDA processes (the only place SyncBatchNorm runs)."""
-    if args.sync_batchnorm is not None:
-        return args.sync_batchnorm
-    return accelerator.device.type == "cuda" and accelerator.num_processes > 1
 
 
 def new_scheduler(args: LoopKnobs, optimizer: torch.optim.Optimizer, batches: int):
@@ -197,7 +208,7 @@ def rewrap(accelerator: Accelerator, wrapped: torch.nn.Module) -> torch.nn.Modul
     return accelerator.prepare_model(module)
 
 
-def launch_record(accelerator: Accelerator, args, sync_batchnorm: bool) -> dict:
+def launch_record(accelerator: Accelerator, args) -> dict:
     """What results and cards say about how the run was launched."""
     processes = accelerator.num_processes
     return {
@@ -206,7 +217,7 @@ def launch_record(accelerator: Accelerator, args, sync_batchnorm: bool) -> dict:
         "global_batch": args.batch_size * processes * args.gradient_accumulation_steps,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "mixed_precision": accelerator.mixed_precision,
-        "sync_batchnorm": sync_batchnorm,
+        "sync_batchnorm": args.sync_batchnorm,
         "distributed_type": str(accelerator.distributed_type.value),
         "device": accelerator.device.type,
         "lr_scheduler_type": args.lr_scheduler_type,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -143,7 +143,6 @@ class Session:
     parts: Parts
     progress: Progress
     trained: frozenset[str]  # the parameters the current wrapper was built to train
-    sync_batchnorm: bool
     logger: StepLogger
     resumed_from: Path | None = None
     step_seconds: float = 0.0
@@ -163,27 +162,28 @@ def run(spec: TrainingSpec) -> dict:
     launch.validate_knobs(spec.args)
     args = spec.args
     output = Path(args.output)
+    accelerator = launch.new_accelerator(args, output)  # first: it sets up the processes (torchrun's K)
+    launch.resolve(args, accelerator)
     done = finished_result(output / spec.results_name, spec.recorded_args())
     if args.resume and done and spec.saved(output):
-        if PartialState().is_main_process:
+        if accelerator.is_main_process:
             print(f"{output}: already finished with these arguments; nothing to resume")
         return done
-    accelerator = launch.new_accelerator(args, output)
     set_seed(args.seed)
     started = time.time()
     spec.accelerator = accelerator
     session = start_session(spec, accelerator, output)
     train_epochs(spec, session, output)
-    session.logger.end()
-    return finish(spec, session, started)
+    result = finish(spec, session, started)
+    session.logger.end()  # last: Accelerate's `end_training` also ends the process group
+    return result
 
 
 def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) -> Session:
     args = spec.args
     parts = spec.setup(accelerator)
     spec.start_epoch(parts.model, 0)  # what trains first is decided before DDP wraps the model
-    sync_batchnorm = launch.use_sync_batchnorm(args, accelerator)
-    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model) if sync_batchnorm else parts.model
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model) if args.sync_batchnorm else parts.model
     scheduler = launch.new_scheduler(args, parts.optimizer, len(parts.loader) * parts.epochs)
     # The loader is not prepared: its sampler already gives each process its part of the global batch.
     model, optimizer = accelerator.prepare(model, parts.optimizer)
@@ -204,7 +204,6 @@ def start_session(spec: TrainingSpec, accelerator: Accelerator, output: Path) ->
         parts,
         progress,
         launch.trainable(module),
-        sync_batchnorm,
         logger,
         resumed_from,
     )
@@ -294,7 +293,7 @@ def finish(spec: TrainingSpec, s: Session, started: float) -> dict:
     accelerator = s.accelerator
     result = spec.result(s.module, s.progress)
     samples = accelerator.reduce(torch.tensor([float(s.samples)], device=accelerator.device), "sum").item()
-    record = launch_record(accelerator, spec.args, s.sync_batchnorm)
+    record = launch_record(accelerator, spec.args)
     result.update(
         launch=record,
         mixed_precision=record["mixed_precision"],

@@ -38,6 +38,7 @@ def _run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two training runs in fresh interpreters (~50 s on a busy 2-core machine)
 def test_precision_comes_from_the_environment_unless_the_flag_says_otherwise(
     dataset, tiny_text_tower, tmp_path
 ) -> None:
@@ -143,3 +144,29 @@ def test_cards_carry_licence_base_model_and_results_and_evaluate_adds_zero_shot(
         == 2
     )
     assert "--device 'cud'" in capsys.readouterr().err
+
+
+def test_a_run_recorded_before_the_knobs_existed_still_counts_as_finished(tmp_path) -> None:
+    from music_clip_train.checkpoints import finished_result
+
+    recorded = {
+        "dataset": "d",
+        "epochs": 2,
+        "mixed_precision": "no",
+        "sync_batchnorm": False,
+        "resume": False,
+    }
+    (tmp_path / "results.json").write_text(json.dumps({"args": recorded}))
+    now = {
+        **recorded,
+        "resume": True,
+        "lr_scheduler_type": "constant",
+        "warmup_ratio": 0.0,
+        "max_grad_norm": 0.0,
+    }
+    now.update(report_to=["tensorboard"], logging_steps=5, dataloader_num_workers=2, save_total_limit=2)
+    assert (
+        finished_result(tmp_path / "results.json", now) is not None
+    )  # defaults, or nothing the result shows
+    assert finished_result(tmp_path / "results.json", {**now, "lr_scheduler_type": "linear"}) is None
+    assert finished_result(tmp_path / "results.json", {**now, "mixed_precision": "bf16"}) is None
