@@ -25,6 +25,8 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 ROWS_PER_SHARD = 2000
 MAX_SHARD_BYTES = 300 * 2**20
 ROWS_PER_ROW_GROUP = 64
+# Where a track comes from and under which terms: filled by sources that know (debian), empty otherwise.
+ATTRIBUTION_COLUMNS = ("package", "license", "attribution")
 
 
 def base_features(n_mels: int) -> dict:
@@ -40,6 +42,7 @@ def base_features(n_mels: int) -> dict:
         "artist": Value("string"),
         "tags": List(Value("string")),
         "lyrics": Value("string"),
+        **{column: Value("string") for column in ATTRIBUTION_COLUMNS},
         "metadata": Value("string"),
     }
 
