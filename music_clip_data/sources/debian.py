@@ -50,7 +50,9 @@ def read_file_tags(path: Path) -> dict[str, str]:
         return {}
     if tags is None or tags.tags is None:
         return {}
-    return {k: str(tags.tags[k][0]).strip() for k in ("title", "artist", "album", "genre") if tags.tags.get(k)}
+    return {
+        k: str(tags.tags[k][0]).strip() for k in ("title", "artist", "album", "genre") if tags.tags.get(k)
+    }
 
 
 def title_from_name(relative: str) -> str:
@@ -165,7 +167,11 @@ class DebianSource:
                 "|---|---|---|---|---|---|",
                 *rows,
                 "",
-                *(["Versions newer than the manifest (the mirror keeps only current ones):", *newer, ""] if newer else []),
+                *(
+                    ["Versions newer than the manifest (the mirror keeps only current ones):", *newer, ""]
+                    if newer
+                    else []
+                ),
                 "Each row's `license` and `attribution` columns name its licence and composer / copyright holder.",
             ]
         )

@@ -27,7 +27,9 @@ DUPLICATE_SIMILARITY = 0.85  # share of equal fingerprint bits; unrelated music 
 MAX_SHIFT = 8  # fingerprint frames (~0.12 s each) tried either way when aligning two fingerprints
 MIN_OVERLAP = 40  # frames two fingerprints must share to be compared (~5 s)
 MIDI_EXTENSIONS = frozenset({".mid", ".midi", ".kar"})
-TRACKER_EXTENSIONS = frozenset({".mod", ".xm", ".it", ".s3m", ".mptm", ".669", ".med", ".okt", ".stm", ".umx"})
+TRACKER_EXTENSIONS = frozenset(
+    {".mod", ".xm", ".it", ".s3m", ".mptm", ".669", ".med", ".okt", ".stm", ".umx"}
+)
 
 
 def probe_seconds(path: Path) -> float | None:

@@ -25,7 +25,7 @@ MANIFEST = Path(__file__).with_name("debian_manifest.json")
 SIZES = ("small", "quick", "full")  # each size holds the packages of the sizes before it
 # Kept for an independent evaluation of real music the project never trained on: never fetched, never read.
 RESERVED_PACKAGES = (
-    "wesnoth-*-music",
+    "wesnoth-*music",  # wesnoth-music and every versioned wesnoth-1.NN-music
     "warzone2100-music",
     "nexuiz-music",
     "singularity-music",
@@ -106,7 +106,9 @@ def select_packages(
     known = {e.name for e in entries}
     unknown = sorted(set(names or []) - known)
     if unknown:
-        raise ValueError(f"--packages {unknown}: not in the manifest {MANIFEST.name} (known: {sorted(known)})")
+        raise ValueError(
+            f"--packages {unknown}: not in the manifest {MANIFEST.name} (known: {sorted(known)})"
+        )
     chosen = [e for e in entries if SIZES.index(e.size) <= SIZES.index(size)]
     if part != "all":
         chosen = [e for e in chosen if e.heldout == (part == "heldout")]
