@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,8 @@ def _build_deb(tmp_path: Path, version: str) -> Path:
     music.mkdir(parents=True)
     for name in ("theme.ogg", "theme.mid", "notes.txt"):
         (music / name).write_bytes(b"x")
+    with zipfile.ZipFile(music / "more.pk3", "w") as pk3:  # a game's music archive, as in ufoai-music
+        pk3.writestr("music/battle.ogg", b"y")
     deb = tmp_path / f"tiny-music_{version}_all.deb"
     subprocess.run(
         ["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True
@@ -134,10 +137,14 @@ def test_checksum_newer_version_and_unpack_with_a_real_deb(tmp_path: Path) -> No
     with pytest.warns(UserWarning, match="no longer has 0.9-1; using 1.0-1"):
         fact = check_deb(_entry(version="0.9-1"), deb)
     assert fact["manifest_version"] == "0.9-1" and fact["sha256"] == sha256_of(deb)
-    root = unpack(deb, tmp_path / "cache")
+    root = unpack(deb, tmp_path / "cache", ("usr/share/tiny/music/more.pk3",))
     assert unpack(deb, tmp_path / "cache") == root  # once
-    found = [rel for rel, _ in music_files(_entry(exclude=("*.txt",)), root)]
-    assert found == ["usr/share/tiny/music/theme.mid", "usr/share/tiny/music/theme.ogg"]
+    found = [rel for rel, _ in music_files(_entry(exclude=("*.txt", "*.pk3")), root)]
+    assert found == [
+        "usr/share/tiny/music/more.pk3.d/music/battle.ogg",
+        "usr/share/tiny/music/theme.mid",
+        "usr/share/tiny/music/theme.ogg",
+    ]
 
 
 def test_debian_flags_are_refused_for_other_sources(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ class DebianSource:
         for entry in self.entries:
             deb, fact = fetch_deb(entry, self.cache)
             self.fetched.append(fact)
-            root = unpack(deb, self.cache)
+            root = unpack(deb, self.cache, entry.archives)
             files = music_files(entry, root)
             midi = midi_render_stems([p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()])
             for relative, path in files:

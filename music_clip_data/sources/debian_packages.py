@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class PackageEntry:
     description: str
     heldout: bool = False  # held out of pretraining: the real-music evaluation's packages
     exclude: tuple[str, ...] = ()
+    archives: tuple[str, ...] = ()  # zip archives in the package (e.g. a game's .pk3) unpacked to `<path>.d/`
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # pattern → per-file license/attribution
 
     def file_facts(self, relative: str) -> dict[str, str]:
@@ -89,6 +91,7 @@ def load_manifest(path: Path = MANIFEST) -> list[PackageEntry]:
                 description=spec["description"],
                 heldout=bool(spec.get("heldout", False)),
                 exclude=tuple(spec.get("exclude", ())),
+                archives=tuple(spec.get("archives", ())),
                 files=dict(spec.get("files", {})),
             )
         )
@@ -181,8 +184,9 @@ def fetch_deb(entry: PackageEntry, cache: Path) -> tuple[Path, dict]:
     return final, fact
 
 
-def unpack(deb: Path, cache: Path) -> Path:
-    """`dpkg-deb -x` into `cache/unpacked/<deb name>/` once (atomically: a half-unpacked tree never shows)."""
+def unpack(deb: Path, cache: Path, archives: tuple[str, ...] = ()) -> Path:
+    """`dpkg-deb -x` into `cache/unpacked/<deb name>/` once (atomically: a half-unpacked tree never shows); the
+    zip `archives` inside it are unpacked beside themselves, into `<archive>.d/`."""
     target = cache / "unpacked" / deb.stem
     if target.is_dir():
         return target
@@ -192,6 +196,11 @@ def unpack(deb: Path, cache: Path) -> Path:
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{deb.stem}-"))
             try:
                 subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, capture_output=True)
+                for archive in archives:
+                    with zipfile.ZipFile(
+                        tmp / archive
+                    ) as zipped:  # extractall keeps members inside the folder
+                        zipped.extractall(tmp / f"{archive}.d")
                 tmp.rename(target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
