@@ -52,6 +52,7 @@ from music_clip_data.prompts import PROMPTS
 from music_clip_data.sources import DEFAULT_SOURCE, SOURCES, SourceOptions, SourceRun, open_source
 from music_clip_data.track import Track
 from music_clip_data.writer import (
+    ATTRIBUTION_COLUMNS,
     captions_features,
     dataset_info_yaml,
     genres_features,
@@ -73,7 +74,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"where the music comes from (default: manifest with --metadata, folder with --audio-dir, "
         f"else {DEFAULT_SOURCE})",
     )
-    p.add_argument("--size", choices=["small", "quick", "full"], default="small", help="music21 build size")
+    p.add_argument("--size", choices=["small", "quick", "full"], default="small", help="music21/debian size")
+    p.add_argument("--packages", nargs="+", help="debian source: only these packages of its manifest")
+    p.add_argument(
+        "--debian-part",
+        choices=["all", "pretrain", "heldout"],
+        default="all",
+        help="debian source: the packages for pretraining, or those held out for the real-music evaluation",
+    )
+    p.add_argument(
+        "--label-by-package",
+        action="store_true",
+        help="debian source: label each track by its package (genres config = soundtrack identification)",
+    )
     p.add_argument("--audio-dir", type=Path, help="folder of audio (folder source: one sub-folder per genre)")
     p.add_argument("--metadata", type=Path, help="manifest tracks.csv or tracks.jsonl (manifest source)")
     p.add_argument("--output", type=Path, required=True, help="dataset folder to write")
@@ -133,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card (secrets redacted there)
     if args.source is None:  # `--audio-dir x --metadata y` alone means the user's own music, as in the issue
         args.source = "manifest" if args.metadata else "folder" if args.audio_dir else DEFAULT_SOURCE
+    if args.source != "debian" and (args.packages or args.label_by_package or args.debian_part != "all"):
+        p.error("--packages, --debian-part and --label-by-package are for --source debian")
     if args.prompt not in ("thesis", "lyrics-comment"):
         prompt_file = Path(args.prompt)
         if not prompt_file.is_file():
@@ -309,6 +324,7 @@ def _base_row(track: Track, status: dict, fe: Any = None, spans: list[tuple[floa
             "artist": track.artist,
             "tags": list(track.tags),
             "lyrics": track.lyrics,
+            **{column: str(track.metadata.get(column, "")) for column in ATTRIBUTION_COLUMNS},
             "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
             **(status["descriptors"] if clip is None else describe_flac(row_flac)),  # a clip: its own
         }
@@ -360,8 +376,9 @@ def _build_locked(args: argparse.Namespace) -> dict:
     fe = load_feature_extractor(args.feature_extractor)
     settings = DecodeSettings(args.min_seconds, args.max_seconds, args.silence_dbfs)
     options = SourceOptions(
-        args.audio_dir, args.metadata, args.size, cache / args.source, args.num_proc, args.seed
-    )
+        args.audio_dir, args.metadata, args.size, cache / args.source, args.num_proc, args.seed,
+        args.packages, args.debian_part, args.label_by_package,
+    )  # fmt: skip
     run = open_source(args.source, options)
 
     skipped: list[dict] = []

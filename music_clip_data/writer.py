@@ -27,6 +27,8 @@ from music_clip_data.descriptors import DESCRIPTOR_COLUMNS
 ROWS_PER_SHARD = 2000
 MAX_SHARD_BYTES = 300 * 2**20
 ROWS_PER_ROW_GROUP = 64
+# Where a track comes from and under which terms: filled by sources that know (debian), empty otherwise.
+ATTRIBUTION_COLUMNS = ("package", "license", "attribution")
 
 
 def base_features(n_mels: int) -> dict:
@@ -42,6 +44,7 @@ def base_features(n_mels: int) -> dict:
         "artist": Value("string"),
         "tags": List(Value("string")),
         "lyrics": Value("string"),
+        **{column: Value("string") for column in ATTRIBUTION_COLUMNS},
         "metadata": Value("string"),
         **{name: Value(dtype) for name, dtype in DESCRIPTOR_COLUMNS.items()},  # measured on the clip's audio
     }

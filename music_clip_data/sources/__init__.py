@@ -25,6 +25,9 @@ class SourceOptions:
     cache_dir: Path | None = None
     workers: int = 1
     seed: int = 0
+    packages: list[str] | None = None  # debian: only these manifest packages
+    debian_part: str = "all"  # debian: all | pretrain | heldout (held out of pretraining for evaluation)
+    label_by_package: bool = False  # debian: the package is the genres label (soundtrack identification)
 
 
 @dataclass
@@ -55,6 +58,12 @@ def _immich(options: SourceOptions) -> SourceRun:
     from music_clip_data.sources.immich import immich_source
 
     return immich_source(options)
+
+
+def _debian(options: SourceOptions) -> SourceRun:
+    from music_clip_data.sources.debian import debian_source
+
+    return debian_source(options)
 
 
 def _music21(options: SourceOptions) -> SourceRun:
@@ -91,6 +100,7 @@ SOURCES: dict[str, Callable[[SourceOptions], SourceRun]] = {
     "immich": _immich,
     "folder": _folder,
     "manifest": _manifest,
+    "debian": _debian,
 }
 DEFAULT_SOURCE = "music21"
 
