@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from music_clip_common.workers import DECODE_TIME_LIMIT_S
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -35,6 +37,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     index.add_argument(
         "--decode-only", action="store_true", help="benchmark: decode + log-mel only, write nothing"
     )
+    index.add_argument(
+        "--decode-time-limit",
+        type=float,
+        default=DECODE_TIME_LIMIT_S,
+        help="seconds one file's decode + embedding may take in its worker; past it the file is skipped",
+    )
+    index.add_argument(
+        "--retry-skipped",
+        action="store_true",
+        help="try again the files whose worker died or ran out of time on an earlier run",
+    )
     find = commands.add_parser("search", help="ranked tracks of an index folder for a text or an audio file")
     find.add_argument("index", type=Path, metavar="IDX")
     find.add_argument("text", nargs="?", help="what the music sounds like")
@@ -42,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     find.add_argument("-k", type=int, default=10, help="number of results")
     find.add_argument("--model", help="the model (default: the one the index was built with)")
     find.add_argument("--json", action="store_true", help="print the matches as JSON lines")
+    for command in (index, find):
+        command.add_argument(
+            "--device", help="torch device of the model (default: cuda when available, else cpu)"
+        )
     return parser.parse_args(argv)
 
 
@@ -53,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = index_folder(
                 IndexArgs(
-                    args.audio_dir, args.model, args.output, args.workers, args.index_type, args.decode_only
+                    args.audio_dir,
+                    args.model,
+                    args.output,
+                    args.workers,
+                    args.index_type,
+                    args.decode_only,
+                    args.decode_time_limit or None,
+                    args.retry_skipped,
+                    args.device,
                 )
             )
             if args.decode_only:
@@ -67,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .search import format_matches, search
 
-        matches = search(args.index, text=args.text, like=args.like, k=args.k, model=args.model)
+        matches = search(
+            args.index, text=args.text, like=args.like, k=args.k, model=args.model, device=args.device
+        )
         if args.json:
             print("\n".join(json.dumps(m.__dict__) for m in matches))
         else:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(
-    0, str(Path(__file__).resolve().parent)
-)  # the Space's own modules, also when run from elsewhere
+# The Space's own modules, also when run from elsewhere; then the repository (its `music_clip_library` package
+# and Hub files) when run from a checkout. A deployed Space carries a copy of both next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -46,8 +47,9 @@ from inference import (  # noqa: E402
     ood_note,
     weak_match_note,
 )
-from library_index import Hit, Library  # noqa: E402
 from plots import mel_image  # noqa: E402
+
+from music_clip_library.library_index import Hit, Library  # noqa: E402
 
 MAX_RESULTS = 10
 DEFAULT_LABELS = "sad piano ballad, aggressive metal, lullaby, upbeat electronic dance, calm acoustic guitar"

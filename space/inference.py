@@ -114,7 +114,7 @@ def ood_note(flagged: bool | None) -> str:
 
 def library_match_floor(library, max_captions: int = 10_000) -> float | None:
     """`match_floor` over the library's captioned tracks (a fixed-seed sample of them for a huge library)."""
-    from library_index import AUDIO_INDEX, TEXT_INDEX
+    from music_clip_library.library_index import AUDIO_INDEX, TEXT_INDEX
 
     n = len(library.captions)
     if n == 0:
