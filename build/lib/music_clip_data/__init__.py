@@ -1,0 +1,1 @@
+"""Dataset building for MusicCLIP: sources, genre mapping, captioning, Parquet + dataset card."""

@@ -1,0 +1,1 @@
+"""Helpers for the bundled music21 corpus source: styles, score flattening, MIDI, rendering, captions."""

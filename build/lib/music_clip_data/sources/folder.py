@@ -1,0 +1,51 @@
+"""Folder-per-genre: `DIR/<genre>/<file>` → a track labelled by its folder; files at the top level are unlabelled.
+
+No metadata needed. Files without an audio extension are reported as skipped, not silently ignored
+(hidden files such as `.DS_Store` excepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from music_clip_data.sources import AUDIO_EXTENSIONS, SourceOptions, SourceRun
+from music_clip_data.track import Track
+
+
+def track_id_for(root: Path, path: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def _walk(root: Path, skipped: list[dict], source: str) -> Iterator[Track]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            skipped.append(
+                {"path": str(path), "reason": f"not an audio file extension ({path.suffix or 'none'})"}
+            )
+            continue
+        genre = rel.parts[0] if len(rel.parts) > 1 else None
+        yield Track(
+            track_id=f"{source}:{track_id_for(root, path)}",
+            audio_path=path,
+            source=source,
+            title=path.stem.replace("_", " "),
+            genre=genre,
+            metadata={"relative_path": rel.as_posix()},
+        )
+
+
+def folder_source(options: SourceOptions) -> SourceRun:
+    if options.audio_dir is None:
+        raise ValueError("--source folder needs --audio-dir DIR (one sub-folder per genre)")
+    root = Path(options.audio_dir)
+    if not root.is_dir():
+        raise ValueError(f"--audio-dir {root} is not a folder")
+    run = SourceRun(
+        name="folder", tracks=[], description=f"audio files under `{root.name}/`, one folder per genre"
+    )
+    run.tracks = _walk(root, run.skipped, "folder")
+    return run

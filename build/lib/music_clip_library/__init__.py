@@ -1,0 +1,1 @@
+"""`music-clip index` / `music-clip search`: a folder of your own music → a searchable index folder."""

@@ -1,0 +1,1 @@
+"""Training, sweep and evaluation for MusicCLIP (the `train.py` CLI's parts)."""

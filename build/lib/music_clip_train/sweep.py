@@ -1,0 +1,323 @@
+"""`train.py sweep`: the thesis' few-shot protocol (ch. 4.4) over objectives × training sizes × seeds.
+
+Every cell finetunes on the nested stratified subset of size N for one seed and scores the one fixed test split.
+A cell whose `results.json` is whole is skipped, so an interrupted sweep continues where it stopped; a missing
+or half-saved pretrained checkpoint is pretrained first (and a half-finished one resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import finetune, pretrain
+from .budgets import PRETRAIN_EXAMPLES
+from .collate import OBJECTIVE_LABELS, OBJECTIVES
+from .data import dataset_feature_config, load_genres
+from .errors import InputError
+from .markers import pretrained_complete, read_json_marker, weights_loadable
+from .report import (
+    box_plot,
+    calibration_plot,
+    calibration_table,
+    goal_summary,
+    line_plot,
+    markdown_table,
+    thesis_table,
+)
+from .subsets import plan_sizes
+
+# Epoch budgets: "full" follows the thesis (unfreeze at epoch 10 of 30; ~9 h for the whole grid on 2 CPU cores);
+# "cpu" keeps that schedule but caps each run at 4,000 training examples seen (epochs and the head-only phase
+# shrink together for large N; the whole grid in well under an hour on 2 cores); "quick" fits the 30-minute demo.
+# pretrain_examples: pretraining's cap on examples seen (budgets.py: large caption sets get fewer epochs).
+PROFILES = {
+    "full": {"pretrain_epochs": 20, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": None,
+             "pretrain_examples": PRETRAIN_EXAMPLES["full"]},
+    "cpu": {"pretrain_epochs": 10, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": 4000,
+            "pretrain_examples": PRETRAIN_EXAMPLES["cpu"]},
+    "quick": {"pretrain_epochs": 3, "finetune_epochs": 8, "unfreeze_epoch": 3, "max_examples": None,
+              "pretrain_examples": PRETRAIN_EXAMPLES["quick"]},
+}  # fmt: skip
+
+
+@dataclass
+class SweepArgs:
+    dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
+    output: str = field(metadata={"help": "sweep folder: runs/, pretrained/, report"})
+    objectives: list[str] = field(
+        default_factory=lambda: ["none", *OBJECTIVES],
+        metadata={"help": f"any of: {', '.join(OBJECTIVE_LABELS)} ('none' = the un-pretrained baseline)"},
+    )
+    sizes: list[int] = field(default_factory=lambda: [48, 160, 400, 800, 1600, 3200])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pretrained_dir: str | None = field(
+        default=None, metadata={"help": "folder with one pretrained checkpoint per objective"}
+    )
+    profile: str = field(
+        default="full",
+        metadata={
+            "choices": list(PROFILES),
+            "help": "epoch budget: thesis-like 'full'; 'cpu' = the thesis schedule capped at 4,000 training "
+            "examples per run (the README's table on 2 cores); 'quick' for the 30-minute CPU demo",
+        },
+    )
+    pretrain_epochs: int | None = None
+    finetune_epochs: int | None = None
+    unfreeze_epoch: int | None = None
+    max_examples: int | None = field(default=None, metadata={"help": "training examples per finetuning run"})
+    pretrain_examples: int | None = field(
+        default=None, metadata={"help": "training examples per pretraining run"}
+    )
+    batch_size: int = 32
+    window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
+    freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "finetuning cells run at a time, each a separate single-process run (CPU threads split)"
+        },
+    )
+
+
+def validate(args: SweepArgs) -> None:
+    unknown = [o for o in args.objectives if o not in OBJECTIVE_LABELS]
+    if unknown:
+        raise InputError(f"unknown objective(s) {unknown}; choose from: {', '.join(OBJECTIVE_LABELS)}")
+    if args.profile not in PROFILES:
+        raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
+    if not args.seeds:
+        raise InputError("no seeds given")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.pretrained_dir and not Path(args.pretrained_dir).is_dir():
+        raise InputError(f"--pretrained-dir {args.pretrained_dir!r} does not exist")
+
+
+def _budget(args: SweepArgs) -> dict:
+    budget = dict(PROFILES[args.profile])
+    for key in budget:
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    return budget
+
+
+def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
+    """The checkpoint a cell starts from: given, already pretrained, or pretrained (resumed) now."""
+    if objective == "none":
+        return "none"
+    if args.pretrained_dir:
+        path = Path(args.pretrained_dir) / objective
+        if not weights_loadable(path):
+            raise InputError(f"--pretrained-dir has no complete {objective!r} checkpoint at {path}")
+        return str(path)
+    path = Path(args.output) / "pretrained" / objective
+    # Done = train_results.json whole and the weights loadable: a kill during the final save means "pretrain again".
+    if not pretrained_complete(path):
+        pretrain.run(
+            pretrain.PretrainArgs(
+                dataset=args.dataset,
+                objective=objective,
+                output=str(path),
+                epochs=budget["pretrain_epochs"],
+                max_examples=budget["pretrain_examples"],
+                batch_size=args.batch_size,
+                window_samples=args.window_samples,
+                freeze_text=args.freeze_text,
+                resume=True,  # continue from its checkpoints, if any; overwrite a half-saved folder
+            )
+        )
+    return str(path)
+
+
+def collect(args: SweepArgs) -> list[dict]:
+    """Every finished cell of this sweep's grid (cells of earlier, wider invocations stay on disk but out)."""
+    runs = []
+    for path in sorted((Path(args.output) / "runs").glob("*/*/results.json")):
+        result = read_json_marker(path, CELL_RESULT_KEYS)
+        if result is None:  # cut by a kill: the cell is run again, not reported
+            continue
+        result.pop("history", None)
+        if (
+            result["objective"] in args.objectives
+            and result["n_requested"] in args.sizes
+            and result["seed"] in args.seeds
+        ):
+            runs.append(result)
+    return runs
+
+
+SECTION = "\n## Few-shot genre sweep (`train.py sweep`)"
+
+
+def update_model_cards(args: SweepArgs, table: str, line: Path) -> list[Path]:
+    """Put the table and the Fig. 17 plot into the card of every checkpoint this sweep finetuned from."""
+    updated = []
+    for objective in args.objectives:
+        folder = Path(args.pretrained_dir or Path(args.output) / "pretrained") / objective
+        card = folder / "README.md"
+        if objective == "none" or not card.is_file():
+            continue
+        shutil.copyfile(line, folder / "sweep_macro_f1_vs_n.png")
+        text = card.read_text().split(SECTION)[0].rstrip("\n")
+        card.write_text(
+            f"{text}\n{SECTION}\n\nTest macro-F1 of the genre classifier finetuned from this checkpoint (row "
+            f"{OBJECTIVE_LABELS[objective]}) against the un-pretrained baseline and the other objectives; sweep "
+            f"report: `{args.output}/README.md`.\n\n{table}\n![macro-F1 vs N](sweep_macro_f1_vs_n.png)\n"
+        )
+        updated.append(card)
+    return updated
+
+
+def tracks_behind_n(runs: list[dict]) -> str:
+    """How many tracks (groups) each N's clips come from, over seeds and objectives (clips are drawn by whole
+    tracks, so N clips of a clip-level dataset come from far fewer tracks)."""
+    by_n: dict[int, set[int]] = {}
+    for run in runs:
+        if "n_tracks" in run:
+            by_n.setdefault(run["n_used"], set()).add(run["n_tracks"])
+    parts = [
+        f"N={n}: {min(t)}" + (f"-{max(t)}" if max(t) != min(t) else "") + " tracks"
+        for n, t in sorted(by_n.items())
+    ]
+    return "Training clips are drawn by whole tracks (groups); " + ", ".join(parts) + "." if parts else ""
+
+
+def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
+    output = Path(args.output)
+    table = markdown_table(runs, args.objectives, sorted(used), used)
+    thesis = thesis_table(args.objectives)
+    line = line_plot(runs, args.objectives, output / "macro_f1_vs_n.png")
+    box = box_plot(runs, args.objectives, output / "macro_f1_boxplot.png")
+    reliability = calibration_plot(runs, output / "reliability.png")
+    calibration = calibration_table(runs, args.objectives, sorted(used), used)
+    (output / "runs.json").write_text(json.dumps(runs, indent=2))
+    (output / "table.md").write_text(table)
+    command = (
+        f"train.py sweep --dataset {args.dataset} --objectives {' '.join(args.objectives)} --sizes "
+        f"{' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --profile {args.profile} "
+        f"--output {args.output}"
+        + (f" --window-samples {args.window_samples}" if args.window_samples else "")
+        + (f" --pretrained-dir {args.pretrained_dir}" if args.pretrained_dir else "")
+    )
+    (output / "README.md").write_text(
+        f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
+        f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
+        f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
+        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
+        f"{goal_summary(runs, args.objectives, sorted(used))}\n"
+        f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Calibration\n\n{calibration}\n"
+        + (f"![reliability]({reliability.name})\n\n" if reliability else "")
+        + f"## Thesis Table 6\n\n{thesis}"
+    )
+    cards = update_model_cards(args, table, line)
+    return {"table": table, "runs": len(runs), "files": [str(p) for p in (line, box, *cards)]}
+
+
+def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
+    return output / "runs" / objective / f"n{n}-seed{seed}"
+
+
+CELL_RESULT_KEYS = ("objective", "n_requested", "n_used", "seed", "test", "wall_seconds")
+
+
+def cell_done(cell: Path) -> bool:
+    """A cell is done when its results.json (written last, atomically) is whole."""
+    return read_json_marker(cell / "results.json", CELL_RESULT_KEYS) is not None
+
+
+def _shared_window(inits) -> int | None:
+    """The pretrained checkpoints' audio window, so the baseline sees the same input as the pretrained models."""
+    windows = {
+        json.loads((Path(i) / "config.json").read_text())["window_samples"] for i in inits if i != "none"
+    }
+    return windows.pop() if len(windows) == 1 else None
+
+
+_WORKER_GENRES: dict = {}
+
+
+def _start_worker(dataset: str, n_mels: int | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_GENRES["data"] = load_genres(dataset, n_mels=n_mels)  # once per worker, not per cell
+
+
+def _run_cell(cell: finetune.FinetuneArgs) -> str:
+    finetune.run(cell, genres=_WORKER_GENRES["data"])
+    return cell.output
+
+
+def run_parallel(cells: list[finetune.FinetuneArgs], jobs: int, n_mels: int | None) -> None:
+    """`jobs` cells at a time, each a separate single-process run (fresh interpreters, the cores split evenly).
+
+    Each cell writes its own results.json last, so a sweep stopped here resumes exactly like a sequential one."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(cells[0].dataset, n_mels, threads)
+    ) as pool:
+        futures = [pool.submit(_run_cell, cell) for cell in cells]  # submitted seed-major
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({jobs} jobs)"):
+            future.result()  # a failed cell stops the sweep, as it does sequentially
+
+
+def run(args: SweepArgs) -> dict:
+    validate(args)
+    started = time.time()
+    output = Path(args.output)
+    dataset_fe = dataset_feature_config(args.dataset)
+    genres = load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
+    plans = plan_sizes(args.sizes, len(genres.train))
+    used = {p.requested: p.used for p in plans}
+    for plan in plans:
+        if plan.capped:
+            print(
+                f"sweep: N={plan.requested} is more than the {len(genres.train)} training examples; using {plan.used}"
+            )
+    budget = _budget(args)
+    output.mkdir(parents=True, exist_ok=True)
+    # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
+    cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
+    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]))]
+    # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
+    inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
+    baseline_window = args.window_samples or _shared_window(inits.values())
+    skipped = len(cells) - len(todo)
+    cell_args = [
+        finetune.FinetuneArgs(
+            dataset=args.dataset,
+            init=inits[objective],
+            output=str(_cell_dir(output, objective, plan.requested, seed)),
+            n=plan.requested,
+            seed=seed,
+            epochs=budget["finetune_epochs"],
+            unfreeze_epoch=budget["unfreeze_epoch"],
+            max_examples=budget["max_examples"],
+            batch_size=args.batch_size,
+            window_samples=baseline_window,  # used by the from-scratch baseline only
+            checkpoint_every=0,
+            save_model=False,
+            cap_n=True,
+            show_progress=False,
+            objective=objective,  # recorded in the cell's results.json, written last by the loop
+        )
+        for objective, plan, seed in todo
+    ]
+    if args.jobs > 1 and len(cell_args) > 1:
+        run_parallel(cell_args, args.jobs, (dataset_fe or {}).get("feature_size"))
+    else:
+        for cell in tqdm(cell_args, desc="sweep"):
+            finetune.run(cell, genres=genres)
+    done = len(cell_args)
+    wall = time.time() - started
+    report = write_report(args, collect(args), used, budget, wall)
+    return {**report, "ran": done, "skipped": skipped, "wall_seconds": round(wall, 1), "output": str(output)}
