@@ -55,6 +55,8 @@ class SpaceConfig:
     host: str = "127.0.0.1"
     request_seconds: float = REQUEST_SECONDS
     read_workers: int = READ_WORKERS
+    device: str = "cpu"  # where the models run (and the library is embedded, in batches)
+    warm_library: bool = False
 
 
 def missing(ref: str, what: str, command: str, remote_code: bool = True) -> str | None:
@@ -100,6 +102,16 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         default=int(os.environ.get("MUSICCLIP_READ_WORKERS", READ_WORKERS)),
         help="worker processes that decode uploads (each holds ~1 GB)",
     )
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("MUSICCLIP_DEVICE"),
+        help="torch device of the models (default: cuda when available, else cpu)",
+    )
+    parser.add_argument(
+        "--warm-library",
+        action="store_true",
+        help="embed the library into the Space's cache (audio, captions, FAISS) and exit; the main job runs this",
+    )
     args = parser.parse_args(argv)
     if args.request_seconds <= 0 or args.read_workers < 1:
         parser.error("--request-seconds must be > 0 and --read-workers >= 1")
@@ -111,4 +123,12 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         args.host,
         args.request_seconds,
         args.read_workers,
+        args.device or default_device(),
+        args.warm_library,
     )
+
+
+def default_device() -> str:
+    import torch  # the Space imports it anyway; config's other users need no torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
