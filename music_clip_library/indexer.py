@@ -5,8 +5,11 @@ embedding), `audio_embedding.faiss` (built through `datasets`' FAISS integration
 `README.md` (card with the index type), `skipped.jsonl`, and `index.json`, written last: its presence means the
 folder is complete. Work is cached per file under `IDX/.cache/embeddings/<model fingerprint>/` by content hash,
 so a re-run after `kill -9` embeds only the files that are missing, a changed model embeds everything again, and
-renamed or moved files are not embedded twice. Workers (forkserver processes) hash, decode and embed; the main
-process only collects small records (bounded memory: one vector and a few strings per file).
+renamed or moved files are not embedded twice; a damaged entry (cut, zeroed, empty) is embedded again. Workers
+hash, decode and embed under the builder's worker policy (`music_clip_common.workers`, with one worker too): a
+file past `--decode-time-limit` or whose worker dies is skipped with its reason (remembered, so a re-run does not
+wait for it again; `--retry-skipped` tries it). The main process only collects small records (bounded memory:
+one vector and a few strings per file).
 """
 
 from __future__ import annotations
