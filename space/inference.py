@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from audio_input import decode_upload
-from config import locate
+from config import SHORT_CLIP_SECONDS, locate
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
@@ -101,13 +101,21 @@ class GenreClassifier:
         out = self.model(input_features=feats["input_features"], window_mask=feats["window_mask"])
         id2label = self.model.config.id2label
         probs = {id2label[i]: float(p) for i, p in enumerate(out.probabilities[0].tolist())}
-        flagged = None if out.ood_score is None else bool(self.model.is_out_of_distribution(out.ood_score)[0])
-        return probs, flagged
+        if out.ood_score is None:
+            return probs, None
+        return probs, is_short(clip) or bool(self.model.is_out_of_distribution(out.ood_score)[0])
+
+
+def is_short(clip: Clip) -> bool:
+    """Too short for the OOD score to say anything (see `SHORT_CLIP_SECONDS`): flagged whatever it scores."""
+    return clip.waveform.size / clip.sampling_rate < SHORT_CLIP_SECONDS
 
 
 def out_of_distribution(model, feature_extractor, clip: Clip) -> bool | None:
     if not model.has_ood_statistics:
         return None
+    if is_short(clip):
+        return True
     feats = feature_extractor.window([clip.mel]).to(model.device)
     return bool(
         model.is_out_of_distribution(model.ood_score(feats["input_features"], feats["window_mask"]))[0]
