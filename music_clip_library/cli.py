@@ -43,6 +43,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DECODE_TIME_LIMIT_S,
         help="seconds one file's decode + embedding may take in its worker; past it the file is skipped",
     )
+    parts = index.add_mutually_exclusive_group()
+    parts.add_argument(
+        "--shard",
+        metavar="i/K",
+        help="index only part i (0-based) of K disjoint parts (by a stable hash of each file's path); run the K "
+        "parts anywhere that shares IDX, then the same command with --finish",
+    )
+    parts.add_argument(
+        "--finish", action="store_true", help="merge the K finished parts into the index folder"
+    )
     index.add_argument(
         "--retry-skipped",
         action="store_true",
@@ -67,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "index":
             from .indexer import IndexArgs, index_folder
+            from .shards import parse_shard
 
             summary = index_folder(
                 IndexArgs(
@@ -79,16 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                     args.decode_time_limit or None,
                     args.retry_skipped,
                     args.device,
+                    parse_shard(args.shard) if args.shard else None,
+                    args.finish,
                 )
             )
             if args.decode_only:
                 print(json.dumps(summary))
                 return 0
-            print(
-                f"indexed {summary['files']} files ({summary['embedded']} embedded, {summary['cached']} from cache), "
-                f"skipped {summary['skipped']}; {summary['files_per_s']} files/s, {summary['x_real_time']}x real "
-                f"time; index {summary['index']['factory']} → {args.output}"
-            )
+            print(index_report(summary, args))
             return 0
         from .search import format_matches, search
 
@@ -103,6 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # what the user must fix: no traceback
         print(f"music-clip {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def index_report(summary: dict, args: argparse.Namespace) -> str:
+    done = (
+        f"{summary['files']} files ({summary['embedded']} embedded, {summary['cached']} from cache), skipped "
+    )
+    if args.finish:
+        return (
+            f"merged {summary['parts']} parts: {done}{summary['skipped']}; merge {summary['merge_seconds']} s; "
+            f"index {summary['index']['factory']} → {args.output}"
+        )
+    speed = f"{summary['files_per_s']} files/s, {summary['x_real_time']}x real time"
+    if args.shard:
+        return (
+            f"part {args.shard}: indexed {done}{summary['skipped']}; {speed}; then --finish merges the parts"
+        )
+    return f"indexed {done}{summary['skipped']}; {speed}; index {summary['index']['factory']} → {args.output}"
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from music_clip_common.workers import (
 from music_clip_data.decode import file_sha256
 from music_clip_data.sources import AUDIO_EXTENSIONS
 
-from . import library_index
+from . import library_index, shards
 from .embedder import Embedder, read_tags, read_waveform
 
 CACHE_DIR_NAME = ".cache"
@@ -55,6 +55,8 @@ class IndexArgs:
     decode_time_limit: float | None = DECODE_TIME_LIMIT_S  # seconds one file may take in its worker
     retry_skipped: bool = False  # try again the files whose worker died or ran out of time on an earlier run
     device: str | None = None  # torch device of the workers' model (None: cuda when available, else cpu)
+    shard: tuple[int, int] | None = None  # (i, K): index part i of K only (shards.py); None: the whole folder
+    finish: bool = False  # merge the K finished parts into the index folder (shards.py)
 
 
 def audio_files(root: Path, skipped: list[dict]) -> list[Path]:
@@ -216,22 +218,58 @@ def default_device() -> str:
 
 
 def index_folder(args: IndexArgs) -> dict:
-    """Index `args.audio_dir` into `args.output`; returns the summary also stored in `index.json`."""
+    """Index `args.audio_dir` into `args.output` (or one part of it, or merge the parts); returns the summary
+    also stored in `index.json` (`part.json` for a part)."""
     started = time.perf_counter()
     root = Path(args.audio_dir).resolve()
     if not root.is_dir():
         raise ValueError(f"{args.audio_dir} is not a folder")
     if args.index_type not in INDEX_TYPES:
         raise ValueError(f"--index-type must be one of {INDEX_TYPES}, got {args.index_type!r}")
+    if args.finish:
+        return shards.finish(Path(args.output), root, args.model, args.index_type)
     skipped: list[dict] = []
     files = audio_files(root, skipped)
+    if args.shard:
+        files = [f for f in files if shards.in_shard(f.relative_to(root).as_posix(), args.shard)]
+        skipped = [
+            s for s in skipped if shards.in_shard(Path(s["path"]).relative_to(root).as_posix(), args.shard)
+        ]
     if not Path(args.model, "config.json").is_file():
         raise ValueError(f"--model {args.model}: no model folder (config.json) there")
     if args.decode_only:
         return _decode_only(files, args, started)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    cache_root = output / CACHE_DIR_NAME / "embeddings"
+    rows, counts, seconds, fingerprint = collect(files, args, output / CACHE_DIR_NAME / "embeddings", skipped)
+    if not rows and not args.shard:
+        raise ValueError(f"no usable audio file under {root} ({len(skipped)} skipped: see the reasons above)")
+    wall = time.perf_counter() - started
+    summary = {
+        "audio_dir": str(root),
+        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+        "model_fingerprint": fingerprint,
+        "files": len(rows),
+        "skipped": len(skipped),
+        **counts,
+        "audio_hours": round(seconds / 3600, 3),
+        "seconds": round(wall, 2),
+        "files_per_s": round(len(files) / wall, 2),
+        "x_real_time": round(seconds / wall, 1),
+        "workers": args.workers,
+    }
+    if args.shard:
+        shards.write_part(output, args.shard, records_table(root, rows), skipped, summary)
+        return summary
+    summary.update(write_index_folder(output, root, rows, skipped, args.index_type, summary))
+    return summary
+
+
+def collect(
+    files: list[Path], args: IndexArgs, cache_root: Path, skipped: list[dict]
+) -> tuple[list[dict], dict, float, str | None]:
+    """Run every file; (records of the indexed files in `files` order, counts, audio seconds, model
+    fingerprint). Failures are appended to `skipped`, which ends sorted by path."""
     records, counts, seconds, fingerprints = {}, {"embedded": 0, "cached": 0}, 0.0, set()
     order = {str(f): i for i, f in enumerate(files)}
     bar = tqdm(total=len(files), desc=f"index ({max(1, args.workers)} proc)", unit="file")
@@ -245,31 +283,17 @@ def index_folder(args: IndexArgs) -> dict:
         seconds += record["duration_s"]
         records[order[record["path"]]] = record
     bar.close()
-    if not records:
-        raise ValueError(f"no usable audio file under {root} ({len(skipped)} skipped: see the reasons above)")
-    if len(fingerprints) != 1:  # the model folder changed while the workers were loading it
+    if len(fingerprints) > 1:  # the model folder changed while the workers were loading it
         raise ValueError(
             f"--model {args.model} changed during indexing (fingerprints {sorted(fingerprints)})"
         )
     skipped.sort(key=lambda s: s["path"])
-    fingerprint = fingerprints.pop()
-    wall = time.perf_counter() - started
-    summary = {
-        "audio_dir": str(root),
-        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
-        "model_fingerprint": fingerprint,
-        "files": len(records),
-        "skipped": len(skipped),
-        **counts,
-        "audio_hours": round(seconds / 3600, 3),
-        "seconds": round(wall, 2),
-        "files_per_s": round(len(files) / wall, 2),
-        "x_real_time": round(seconds / wall, 1),
-        "workers": args.workers,
-    }
-    rows = [records[i] for i in sorted(records)]
-    summary.update(write_index_folder(output, root, rows, skipped, args.index_type, summary))
-    return summary
+    return (
+        [records[i] for i in sorted(records)],
+        counts,
+        seconds,
+        (fingerprints.pop() if fingerprints else None),
+    )
 
 
 def _decode_only(files: list[Path], args: IndexArgs, started: float) -> dict:
@@ -289,13 +313,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_index_folder(
-    output: Path, root: Path, records: list[dict], skipped: list[dict], index_type: str, summary: dict
-) -> dict:
-    """Parquet + FAISS index + card + skipped.jsonl, then `index.json` last (the folder's done marker)."""
+def records_table(root: Path, records: list[dict]):
+    """The index folder's rows (`datasets.Dataset`) of the indexed files' records."""
     from datasets import Dataset, Features, List, Value
 
-    (output / DONE_FILE).unlink(missing_ok=True)  # from here until the end the folder is not complete
     paths = [Path(r["path"]) for r in records]
     features = Features(
         {
@@ -309,7 +330,8 @@ def write_index_folder(
             COLUMN: List(Value("float32")),
         }
     )
-    table = Dataset.from_dict(
+    embeddings = np.stack([r["embedding"] for r in records]) if records else []
+    return Dataset.from_dict(
         {
             "path": [str(p) for p in paths],
             "relative_path": [p.relative_to(root).as_posix() for p in paths],
@@ -318,10 +340,18 @@ def write_index_folder(
             "title": [r["title"] or p.stem.replace("_", " ") for r, p in zip(records, paths)],
             "artist": [r["artist"] for r in records],
             "file_sha256": [r["file_sha256"] for r in records],
-            COLUMN: np.stack([r["embedding"] for r in records]),
+            COLUMN: embeddings,
         },
         features=features,
     )
+
+
+def write_index_folder(
+    output: Path, root: Path, records: list[dict], skipped: list[dict], index_type: str, summary: dict
+) -> dict:
+    """Parquet + FAISS index + card + skipped.jsonl, then `index.json` last (the folder's done marker)."""
+    (output / DONE_FILE).unlink(missing_ok=True)  # from here until the end the folder is not complete
+    table = records_table(root, records)
     tmp = output / f"{PARQUET}.tmp"
     table.to_parquet(str(tmp))
     os.replace(tmp, output / PARQUET)
