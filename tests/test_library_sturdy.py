@@ -86,9 +86,16 @@ def test_the_wheel_indexes_and_searches_from_any_folder(
     """`pip install .` (a wheel, not editable) into a fresh target; run its `music-clip` console script from a
     folder outside the repository with only the target and the dependencies on the path (`-S`: no site, so
     no editable install of the repository either)."""
-    wheels, target = tmp_path / "wheels", tmp_path / "target"
+    wheels, target, source = tmp_path / "wheels", tmp_path / "target", tmp_path / "source"
+    # A copy of the tree (tracked and new files): setuptools builds in the source folder (build/, *.egg-info).
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(ROOT), "-w", str(wheels)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels)],
                    check=True, cwd=tmp_path)  # fmt: skip
     wheel = next(wheels.glob("music_clip-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)

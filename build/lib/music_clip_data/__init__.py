@@ -1,1 +1,0 @@
-"""Dataset building for MusicCLIP: sources, genre mapping, captioning, Parquet + dataset card."""

@@ -1,1 +1,0 @@
-"""Helpers for the bundled music21 corpus source: styles, score flattening, MIDI, rendering, captions."""

@@ -1,1 +1,0 @@
-"""`music-clip index` / `music-clip search`: a folder of your own music → a searchable index folder."""

@@ -1,1 +1,0 @@
-"""Training, sweep and evaluation for MusicCLIP (the `train.py` CLI's parts)."""
