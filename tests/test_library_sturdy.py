@@ -55,6 +55,7 @@ def run_harness(music: Path, model: Path, out: Path, workers: str, cwd: Path) ->
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
 
 
+@pytest.mark.slow  # two runs of a process with its fork server, a 4-s time limit each: ~75 s on 2 cores
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_hanging_and_a_worker_killing_file_fail_alone(
     tmp_path: Path, immich_tracks: list[Path], minilm_path: str, workers: str
