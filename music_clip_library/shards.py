@@ -76,7 +76,8 @@ def read_parts(output: Path, audio_dir: Path, model: str) -> list[tuple[Path, di
             f"`music-clip index {audio_dir} --output {output} --shard {missing[0]}/{count}` (finished work is cached)"
         )
     expected = {"audio_dir": str(Path(audio_dir).resolve()), "model": str(Path(model).resolve())}
-    fingerprints = {info["model_fingerprint"] for _, info in parts}
+    # A part with no indexable file has no fingerprint (None).
+    fingerprints = {info["model_fingerprint"] for _, info in parts if info["model_fingerprint"]}
     for folder, info in parts:
         for key, value in expected.items():
             if info[key] != value:
@@ -86,6 +87,8 @@ def read_parts(output: Path, audio_dir: Path, model: str) -> list[tuple[Path, di
     if len(fingerprints) != 1:
         raise ValueError(
             f"the parts were embedded with different models (fingerprints {sorted(fingerprints)})"
+            if fingerprints
+            else f"no part of {output} indexed a file: nothing to merge (see the parts' skipped.jsonl)"
         )
     return parts
 
@@ -106,9 +109,13 @@ def finish(output: Path, audio_dir: Path, model: str, index_type: str) -> dict:
     skipped = [json.loads(line) for folder, _ in parts for line in (folder / "skipped.jsonl").open()]
     skipped.sort(key=lambda s: s["path"])
     infos = [info for _, info in parts]
-    summary = {key: infos[0][key] for key in ("audio_dir", "model", "model_fingerprint")} | {
-        key: sum(info[key] for info in infos) for key in ("files", "skipped", "embedded", "cached")
+    fingerprint = next(info["model_fingerprint"] for info in infos if info["model_fingerprint"])
+    summary = {
+        "audio_dir": infos[0]["audio_dir"],
+        "model": infos[0]["model"],
+        "model_fingerprint": fingerprint,
     }
+    summary |= {key: sum(info[key] for info in infos) for key in ("files", "skipped", "embedded", "cached")}
     summary |= {
         "audio_hours": round(sum(r["duration_s"] for r in rows) / 3600, 3),
         "parts": len(parts),
