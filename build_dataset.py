@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from concurrent.futures import as_completed
 from dataclasses import asdict
 from itertools import chain
 from pathlib import Path
@@ -30,18 +26,20 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from music_clip_common.workers import (
+    DECODE_TIME_LIMIT_S,
+    record_failure,
+    run_in_workers,
+    split_known_failures,
+)
 from music_clip_data.captioning import CaptioningError, CaptionInput, CaptionSettings, caption_many
 from music_clip_data.card import redacted_command, render_card
 from music_clip_data.clips import ClipSettings, clip_id, clip_spans, cut_clips
 from music_clip_data.decode import (
-    DECODE_TIME_LIMIT_S,
     DecodeSettings,
     decode_status,
     failed_status,
-    forget_failure,
     load_cached,
-    record_failure,
-    recorded_failure,
     remove_stale_temps,
     single_thread_worker,
 )
@@ -124,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decode-time-limit",
         type=float,
         default=DECODE_TIME_LIMIT_S,
-        help="seconds one file's decode may take in a worker (--num-proc 2+); past it the file is skipped",
+        help="seconds one file's decode may take in its worker; past it the file is skipped",
     )
     p.add_argument(
         "--retry-skipped",
@@ -185,83 +183,32 @@ def decode_all(
 ) -> list[dict]:
     """Decode + log-mel every track (cached per file hash); one small status dict per track, in order.
 
-    With `--num-proc` 2 or more each file is decoded in a worker process under `--decode-time-limit`. A file
-    whose decode kills its worker (a native crash, the OOM killer) or runs past the limit is skipped with that
-    reason, the build goes on (Pebble replaces the worker), and the failure is recorded so that later runs skip
-    it without paying again, unless `--retry-skipped`. `--num-proc 1` decodes in this process: no time limit.
-
-    Workers come from a fork server, never from a fork of this process: a fork after torch has used its OpenMP
-    pool deadlocks in the child (libgomp), which happens whenever the builder runs in a process that computed
-    anything with torch (tests, notebooks, the benchmark).
+    Under the one worker policy (`music_clip_common.workers`, with `--num-proc` 1 too): each file is decoded in
+    a worker process under `--decode-time-limit`; a file whose decode kills its worker or runs past the limit
+    is skipped with that reason, the build goes on, and the failure is recorded so that later runs skip it
+    without paying again, unless `--retry-skipped`.
     """
     if cache_dir.is_dir():
         remove_stale_temps(cache_dir)
+    paths = {i: str(track.audio_path) for i, track in enumerate(tracks)}
+    rules = asdict(settings)
+    todo, known = split_known_failures(paths, cache_dir, rules, args.retry_skipped)
     results: list[dict | None] = [None] * len(tracks)
-    todo: list[int] = []
-    for i, track in enumerate(tracks):
-        path = str(track.audio_path)
-        known = None if args.retry_skipped else recorded_failure(cache_dir, path, settings)
-        if known is not None:
-            results[i] = failed_status(f"{known} (on an earlier run; --retry-skipped tries it again)")
-        else:
-            forget_failure(cache_dir, path, settings)
-            todo.append(i)
-    jobs = {i: (str(tracks[i].audio_path), fe, settings, str(cache_dir)) for i in todo}
+    for i, reason in known.items():
+        results[i] = failed_status(reason)
+    jobs = {i: (paths[i], fe, settings, str(cache_dir)) for i in todo}
     num_proc = max(1, min(args.num_proc, len(todo)))
     bar = tqdm(total=len(tracks), initial=len(tracks) - len(todo), desc=f"decode + log-mel ({num_proc} proc)")
-    if num_proc == 1:
-        done: Iterator[tuple[int, dict | str]] = ((i, decode_status(*job)) for i, job in jobs.items())
-    else:
-        done = _decode_in_workers(jobs, num_proc, args.decode_time_limit or None)
-    for i, status in done:
+    preload = ("music_clip_data.decode", "torchcodec.encoders", type(fe).__module__)
+    limit = args.decode_time_limit or None
+    for i, status in run_in_workers(decode_status, jobs, num_proc, limit, single_thread_worker, (), preload):
         if isinstance(status, str):  # the worker gave up: remembered, so a re-run does not pay again
-            record_failure(cache_dir, jobs[i][0], settings, status)
+            record_failure(cache_dir, paths[i], rules, status)
             status = failed_status(status)
         results[i] = status
         bar.update()
     bar.close()
     return results  # type: ignore[return-value]
-
-
-def _decode_in_workers(
-    jobs: dict[int, tuple], num_proc: int, time_limit: float | None
-) -> Iterator[tuple[int, dict | str]]:
-    """(index, status) as files finish; a string instead of a status is why the worker gave up on the file."""
-    from pebble import ProcessExpired, ProcessPool
-
-    context = multiprocessing.get_context("forkserver")
-    # The fork server imports these once (no torch op runs there); workers fork from it cheaply.
-    # "__main__" too: else every worker re-imports the main script (and all it imports) on start.
-    preload = ["__main__", "music_clip_data.decode", "torchcodec.decoders", "torchcodec.encoders"]
-    fe = next(iter(jobs.values()))[1]
-    context.set_forkserver_preload([*preload, type(fe).__module__])
-    pool = ProcessPool(num_proc, context=context, initializer=single_thread_worker)
-    try:
-        futures = {pool.schedule(decode_status, job, timeout=time_limit): i for i, job in jobs.items()}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except TimeoutError:
-                yield futures[future], f"decode time limit: still running after {time_limit:g} s"
-            except ProcessExpired as err:
-                why = _exit_reason(err.exitcode)
-                yield futures[future], f"decode worker died: {why} (a native crash or out of memory)"
-    except BaseException:
-        pool.stop()  # Ctrl-C or an error: drop the queued files (closing would decode them all first)
-        raise
-    else:
-        pool.close()  # every file is done: close, then join the idle workers
-    finally:
-        pool.join()
-
-
-def _exit_reason(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            pass
-    return f"exit code {exitcode}"
 
 
 def caption_tracks(

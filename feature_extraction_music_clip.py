@@ -40,9 +40,10 @@ def _mel_transform(sampling_rate: int, n_fft: int, hop_length: int, n_mels: int)
 class MusicClipFeatureExtractor(SequenceFeatureExtractor):
     r"""Log-mel windows for the MusicCLIP audio CNN.
 
-    One clip is a file path or the bytes of a file (any format FFmpeg reads), a 1-D array (mono) or a 2-D array
-    (multi-channel, `(channels, samples)` or `(samples, channels)`: the shorter axis is channels); a list or tuple
-    of clips is a batch. numpy arrays, torch tensors and lists of numbers are accepted; integer PCM is scaled to
+    One clip is a file path or the bytes of a file (any format FFmpeg reads) or a 1-D array (mono). A batch is a
+    list or tuple of clips, or a 2-D array `(batch, samples)` of mono clips, as every transformers feature
+    extractor reads it. Multichannel audio is a file, or a 2-D `(channels, samples)` array inside a list (one
+    multichannel clip: `[stereo]`; the shorter axis is channels), downmixed by the mean. numpy arrays, torch tensors and lists of numbers are accepted; integer PCM is scaled to
     [-1, 1]. Everything goes through `audio_music_clip.load_audio` (mean downmix, soxr resampling to
     `sampling_rate`, cut at `max_seconds`, clip to ±1) and its acceptance rules: a clip under 1 s, silent
     (peak below -60 dBFS) or non-finite raises `AudioRejected`, a `ValueError` with a readable message.
@@ -204,6 +205,11 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
         **kwargs: Any,
     ) -> BatchFeature:
         """One clip or a list of clips (paths, bytes or samples) → `BatchFeature(input_features, window_mask)`."""
+        if getattr(raw_audio, "ndim", 1) > 2:
+            raise ValueError(
+                f"audio of shape {tuple(raw_audio.shape)}: give a 1-D clip or 2-D (batch, samples) array of mono "
+                "clips, or a list of clips ((channels, samples) arrays for multichannel audio)"
+            )
         clips = list(raw_audio) if _is_batch(raw_audio) else [raw_audio]
         if not clips:
             raise ValueError("no clips given")
@@ -221,7 +227,10 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
 
 
 def _is_batch(audio: Any) -> bool:
-    """A list/tuple of arrays (or of lists) is a batch; a single array or a flat list of numbers is one clip."""
+    """A list/tuple of arrays (or of lists), or a 2-D array (rows: mono clips, as in transformers), is a batch;
+    a 1-D array or a flat list of numbers is one clip."""
+    if getattr(audio, "ndim", None) == 2:
+        return True
     if isinstance(audio, (list, tuple)):
         return len(audio) == 0 or not isinstance(audio[0], (int, float, np.number))
     return False

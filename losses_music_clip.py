@@ -200,15 +200,32 @@ class SupConLoss(nn.Module):
         return loss
 
 
-def _positive_and_negative(batch: GlobalBatch, generator: torch.Generator | None, what: str):
-    """Per audio row: one of its own texts and one text of another group, each sampled uniformly."""
+def _positive_and_negative(batch: GlobalBatch, generator: torch.Generator | None):
+    """Per audio row: one of its own texts and one text of another group, each sampled uniformly, and which rows
+    have both (a batch of one group has none: no negative to sample)."""
     own, other_group = batch.own(), ~batch.same_group()
-    if (own.sum(1) == 0).any() or (other_group.sum(1) == 0).any():
-        raise ValueError(
-            f"every audio in a {what} batch needs a text of its own track and one of another group"
-        )
+    usable = own.any(1) & other_group.any(1)
     generator = shared_generator(generator, batch.audio_z.device)
-    return _sample_columns(own, generator), _sample_columns(other_group, generator)
+    unusable = ~usable[:, None]  # any column, only to keep the sampler defined; these rows are left out
+    return (
+        _sample_columns(own | unusable, generator),
+        _sample_columns(other_group | unusable, generator),
+        usable,
+    )
+
+
+def no_usable_pair(loss: torch.Tensor) -> torch.Tensor:
+    """Mark a zero loss as "this batch had no (positive, negative) pair": callers count such batches instead of
+    averaging them (`is_skipped_batch`). The zero stays connected to what it was computed from, so every
+    process's backward sees the same parameters (DDP) and the gradients are zero."""
+    loss = loss * 0.0
+    loss.no_usable_pair = True
+    return loss
+
+
+def is_skipped_batch(loss: torch.Tensor | None) -> bool:
+    """True for the loss of a batch STL or SMM could not score (one group only: no negative)."""
+    return bool(getattr(loss, "no_usable_pair", False))
 
 
 class StochasticTripletLoss(nn.Module):
@@ -229,13 +246,14 @@ class StochasticTripletLoss(nn.Module):
         self, audio_z, text_z, text_audio_index, logit_scale=None, audio_group=None, generator=None
     ) -> torch.Tensor:
         batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
-        positive, negative = _positive_and_negative(batch, generator, "triplet")
+        positive, negative, usable = _positive_and_negative(batch, generator)
         audio = F.normalize(batch.audio_z, dim=-1)
         text = F.normalize(batch.text_z, dim=-1)
         cos_pos = (audio * text[positive]).sum(-1)
         cos_neg = (audio * text[negative]).sum(-1)
         scale = 1.0 if self.distance == "cosine" else 2.0  # ||a - t||^2 = 2 - 2 cos for unit vectors
-        return F.relu(scale * (cos_neg - cos_pos) + self.margin).mean()
+        hinge = F.relu(scale * (cos_neg - cos_pos) + self.margin)
+        return hinge[usable].mean() if usable.any() else no_usable_pair(hinge.sum())
 
 
 class MatchingLoss(nn.Module):
@@ -253,11 +271,15 @@ class MatchingLoss(nn.Module):
         self, audio_z, text_z, text_audio_index, logit_scale=None, audio_group=None, generator=None
     ) -> torch.Tensor:
         batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
-        texts = torch.cat(_positive_and_negative(batch, generator, "matching"))
+        positive, negative, usable = _positive_and_negative(batch, generator)
+        texts = torch.cat([positive, negative])
         audio = torch.cat([batch.audio_z, batch.audio_z])
         logits = self.head(torch.cat([audio, batch.text_z[texts]], dim=-1)).squeeze(-1)
+        if not usable.any():
+            return no_usable_pair(logits.sum())
         labels = torch.cat([torch.ones(len(batch.audio_z)), torch.zeros(len(batch.audio_z))]).to(logits)
-        return F.binary_cross_entropy_with_logits(logits, labels)
+        keep = torch.cat([usable, usable])
+        return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
 
 
 def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

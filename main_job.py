@@ -231,6 +231,19 @@ def main() -> None:
         ],
         lock,
     )
+    run(
+        "then: warm the Space's library cache (audio + caption embeddings, FAISS), so it starts without embedding",
+        [
+            python,
+            "space/app.py",
+            "--model",
+            str(pretrained / START_OBJECTIVE),
+            "--library",
+            str(data),
+            "--warm-library",
+        ],
+        lock,
+    )
     print(
         f"\nmain job: finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {runs / 'sweep'}/README.md "
         f"(table {runs / 'sweep'}/table.md, plots *.png); model {pretrained / START_OBJECTIVE}; classifier "

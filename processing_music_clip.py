@@ -14,7 +14,11 @@ except ImportError:
 
 class MusicClipProcessor(ProcessorMixin):
     """`processor(text=..., audio=..., sampling_rate=...)` → one `BatchFeature` with `input_ids`,
-    `attention_mask` and `input_features`, `window_mask`."""
+    `attention_mask` and `input_features`, `window_mask`.
+
+    `audio` is read as the feature extractor reads it: a file, bytes or a 1-D array is one clip; a list of clips
+    or a 2-D `(batch, samples)` array is a batch of mono clips (as in transformers); multichannel audio is a file
+    or a list of `(channels, samples)` arrays."""
 
     def __init__(
         self, feature_extractor: MusicClipFeatureExtractor, tokenizer: Any, text_max_length: int = 128

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from audio_input import decode_upload  # noqa: E402
 from config import MAX_ANALYSED_SECONDS  # noqa: E402
-from library_index import add_index, index_factory, set_search_params  # noqa: E402
 from plots import mel_image  # noqa: E402
+
+from music_clip_library.library_index import add_index, index_factory, set_search_params  # noqa: E402
 
 DIM = 512
 # Clusters of ~100 tracks with an item's cosine to its centre ≈ 0.7: neighbours cross IVF lists (an IVF index's

@@ -35,11 +35,6 @@ from audio_music_clip import (
     load_audio,
 )
 from music_clip_data.descriptors import DESCRIPTORS_VERSION, describe
-from music_clip_data.files import atomic_write_text
-
-# A decode of one file (already capped at `max_seconds`) running longer than this is stopped and skipped.
-# Decoding 600 s of audio takes seconds; the margin covers a loaded machine.
-DECODE_TIME_LIMIT_S = 300.0
 
 
 class SkipClip(Exception):
@@ -227,40 +222,6 @@ def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) 
         "decode_info": json.dumps(result["decode_info"]),
         "descriptors": {k: v for k, v in result["descriptors"].items() if k != "version"},
     }
-
-
-def _failure_record(cache_dir: Path, path: str, settings: DecodeSettings) -> Path:
-    """Where a decode that killed its worker or ran past the time limit is remembered.
-
-    Keyed by path, size, mtime and the clip rules, not by content hash: the worker that would have hashed the
-    file died. A changed file is therefore tried again."""
-    try:
-        stat = os.stat(path)
-        identity = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
-    except OSError:
-        identity = [path]
-    key = hashlib.sha256(json.dumps([identity, asdict(settings)]).encode()).hexdigest()[:32]
-    return cache_dir / "failed" / f"{key}.json"
-
-
-def recorded_failure(cache_dir: Path, path: str, settings: DecodeSettings) -> str | None:
-    """The reason an earlier run gave up on this file (crash or time limit), if it did."""
-    try:
-        return str(
-            json.loads(_failure_record(cache_dir, path, settings).read_text(encoding="utf-8"))["reason"]
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # none, or unreadable: a record is only a shortcut, so the file is tried
-
-
-def record_failure(cache_dir: Path, path: str, settings: DecodeSettings, reason: str) -> None:
-    record = _failure_record(cache_dir, path, settings)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"path": path, "reason": reason}))
-
-
-def forget_failure(cache_dir: Path, path: str, settings: DecodeSettings) -> None:
-    _failure_record(cache_dir, path, settings).unlink(missing_ok=True)
 
 
 def single_thread_worker() -> None:

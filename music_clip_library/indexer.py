@@ -5,21 +5,19 @@ embedding), `audio_embedding.faiss` (built through `datasets`' FAISS integration
 `README.md` (card with the index type), `skipped.jsonl`, and `index.json`, written last: its presence means the
 folder is complete. Work is cached per file under `IDX/.cache/embeddings/<model fingerprint>/` by content hash,
 so a re-run after `kill -9` embeds only the files that are missing, a changed model embeds everything again, and
-renamed or moved files are not embedded twice. Workers (forkserver processes) hash, decode and embed; the main
-process only collects small records (bounded memory: one vector and a few strings per file).
+renamed or moved files are not embedded twice; a damaged entry (cut, zeroed, empty) is embedded again. Workers
+hash, decode and embed under the builder's worker policy (`music_clip_common.workers`, with one worker too): a
+file past `--decode-time-limit` or whose worker dies is skipped with its reason (remembered, so a re-run does not
+wait for it again; `--retry-skipped` tries it). The main process only collects small records (bounded memory:
+one vector and a few strings per file).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,38 +25,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from music_clip_common.tags import read_tags
+from music_clip_common.workers import (
+    DECODE_TIME_LIMIT_S,
+    record_failure,
+    run_in_workers,
+    split_known_failures,
+)
 from music_clip_data.decode import file_sha256
 from music_clip_data.sources import AUDIO_EXTENSIONS
 
+from . import library_index, shards
 from .embedder import Embedder, read_waveform
 
-ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR_NAME = ".cache"
 DONE_FILE = "index.json"
 PARQUET = "library.parquet"
 COLUMN = "audio_embedding"
 INDEX_FILE = f"{COLUMN}.faiss"
 INDEX_TYPES = ("auto", "exact", "approx")
-
-
-def space_index_module():
-    """The Space's `library_index` (index type, FAISS parameters, model fingerprint): one definition for the
-    Space, the indexer and the benchmark. Loaded by path because the Space is deployed without this package; its
-    own modules (`config`) resolve from the Space's folder, placed last on the path so it shadows nothing."""
-    name = "musicclip_space_library_index"
-    if name not in sys.modules:
-        space = str(ROOT / "space")
-        if space not in sys.path:
-            sys.path.append(space)
-        spec = importlib.util.spec_from_file_location(name, ROOT / "space" / "library_index.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
 
 
 @dataclass
@@ -69,6 +53,11 @@ class IndexArgs:
     workers: int = 2
     index_type: str = "auto"
     decode_only: bool = False  # benchmark: hash + decode + mel, no model, nothing written
+    decode_time_limit: float | None = DECODE_TIME_LIMIT_S  # seconds one file may take in its worker
+    retry_skipped: bool = False  # try again the files whose worker died or ran out of time on an earlier run
+    device: str | None = None  # torch device of the workers' model (None: cuda when available, else cpu)
+    shard: tuple[int, int] | None = None  # (i, K): index part i of K only (shards.py); None: the whole folder
+    finish: bool = False  # merge the K finished parts into the index folder (shards.py)
 
 
 def audio_files(root: Path, skipped: list[dict]) -> list[Path]:
@@ -91,22 +80,27 @@ def audio_files(root: Path, skipped: list[dict]) -> list[Path]:
 _WORKER: dict = {}
 
 
-def init_worker(model_dir: str, cache_root: str | None, decode_only: bool = False, threads: int = 1) -> None:
-    """Pool initializer (and the in-process path): load the model once per process. Each worker fingerprints the
-    model it loaded (its cache folder is `cache_root/<fingerprint>`), so the main process never loads the model:
-    that would cost seconds before the first file is read."""
-    import torch
+def init_worker(model_dir: str, cache_root: str | None, decode_only: bool, device: str) -> None:
+    """Pool initializer: load the model once per process. Each worker fingerprints the model it loaded (its cache
+    folder is `cache_root/<fingerprint>`), so the main process never loads the model: that would cost seconds
+    before the first file is read. Never raises (Pebble would restart a failing worker for ever): the error is
+    kept and every file's record reports it, and the main process stops the run on it."""
+    try:
+        import torch
 
-    torch.set_num_threads(threads)
-    if decode_only:  # the model's mel settings, no model
-        from feature_extraction_music_clip import MusicClipFeatureExtractor
+        torch.set_num_threads(1)  # N workers use N cores; FFmpeg decodes on one thread anyway
+        if decode_only:  # the model's mel settings, no model
+            from feature_extraction_music_clip import MusicClipFeatureExtractor
 
-        _WORKER.update(embedder=None, fe=MusicClipFeatureExtractor.from_pretrained(model_dir), cache_dir=None)
-        return
-    embedder = Embedder(model_dir)
-    fingerprint = space_index_module().model_fingerprint(embedder.model, embedder.fe)
-    cache_dir = Path(cache_root) / fingerprint if cache_root else None
-    _WORKER.update(embedder=embedder, fe=embedder.fe, cache_dir=cache_dir, fingerprint=fingerprint)
+            fe = MusicClipFeatureExtractor.from_pretrained(model_dir)
+            _WORKER.update(embedder=None, fe=fe, cache_dir=None)
+            return
+        embedder = Embedder(model_dir, device=device)
+        fingerprint = library_index.model_fingerprint(embedder.model, embedder.fe)
+        cache_dir = Path(cache_root) / fingerprint if cache_root else None
+        _WORKER.update(embedder=embedder, fe=embedder.fe, cache_dir=cache_dir, fingerprint=fingerprint)
+    except Exception as err:  # noqa: BLE001 - reported through every record (see the docstring)
+        _WORKER["init_error"] = f"{type(err).__name__}: {err}"[:500]
 
 
 def cache_path(cache_dir: Path, sha: str) -> Path:
@@ -114,11 +108,19 @@ def cache_path(cache_dir: Path, sha: str) -> Path:
 
 
 def read_cache(path: Path) -> dict | None:
+    """The cached entry, or None when it is absent or not a complete, valid one.
+
+    Every failure counts (a 0-byte file raises `EOFError`, a cut one `BadZipFile`, a zeroed one `BadZipFile` or
+    `ValueError`, ...): an entry is only a cache, so the file is embedded again, never skipped."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {"embedding": data["embedding"], "duration_s": float(data["duration_s"])}
-    except (OSError, ValueError, KeyError):
-        return None  # absent (entries appear whole, by rename), or damaged on disk: embed again
+            entry = {"embedding": data["embedding"], "duration_s": float(data["duration_s"])}
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    embedding = entry["embedding"]
+    if embedding.ndim != 1 or embedding.size == 0 or not np.isfinite(embedding).all():
+        return None
+    return entry
 
 
 def write_cache(path: Path, embedding: np.ndarray, duration_s: float) -> None:
@@ -133,36 +135,20 @@ def write_cache(path: Path, embedding: np.ndarray, duration_s: float) -> None:
 
 def index_one(path: str) -> dict:
     """Hash → cached embedding, or decode + embed + cache. Never raises for one file: reports it instead."""
-    record = {
-        "path": path,
-        "ok": False,
-        "reason": "",
-        "embedded": False,
-        "fingerprint": _WORKER.get("fingerprint"),
-    }
+    record = {"path": path, "ok": False, "reason": "", "embedded": False}
+    record.update(fingerprint=_WORKER.get("fingerprint"), init_error=_WORKER.get("init_error"))
+    if record["init_error"]:
+        return record
     try:
         sha = file_sha256(Path(path))
         record["file_sha256"] = sha
         if Path(path).stat().st_size == 0:
             raise ValueError("empty file (0 bytes)")
-        embedder, cache_dir = _WORKER["embedder"], _WORKER["cache_dir"]
+        cache_dir = _WORKER["cache_dir"]
         cached = read_cache(cache_path(cache_dir, sha)) if cache_dir else None
         if cached is None:
-            wave = read_waveform(Path(path), _WORKER["fe"])
-            if embedder is None:  # decode-only pass: the mel is the last step both share
-                _WORKER["fe"].log_mel(wave)
-                cached = {
-                    "embedding": np.zeros(0, np.float32),
-                    "duration_s": wave.size / _WORKER["fe"].sampling_rate,
-                }
-            else:
-                cached = {
-                    "embedding": embedder.audio(wave),
-                    "duration_s": wave.size / embedder.fe.sampling_rate,
-                }
-                if cache_dir:
-                    write_cache(cache_path(cache_dir, sha), cached["embedding"], cached["duration_s"])
-                record["embedded"] = True
+            cached = _embed(Path(path), cache_dir, sha)
+            record["embedded"] = _WORKER["embedder"] is not None
         tags = read_tags(path)
         title, artist = tags.title, tags.artist
         record.update(ok=True, title=title, artist=artist, **cached)
@@ -173,83 +159,99 @@ def index_one(path: str) -> dict:
     return record
 
 
+def _embed(path: Path, cache_dir: Path | None, sha: str) -> dict:
+    embedder, fe = _WORKER["embedder"], _WORKER["fe"]
+    wave = read_waveform(path, fe)
+    seconds = wave.size / fe.sampling_rate
+    if embedder is None:  # decode-only pass: the mel is the last step both share
+        fe.log_mel(wave)
+        return {"embedding": np.zeros(0, np.float32), "duration_s": seconds}
+    embedding = embedder.audio(wave)
+    if cache_dir:
+        write_cache(cache_path(cache_dir, sha), embedding, seconds)
+    return {"embedding": embedding, "duration_s": seconds}
+
+
 # --- main process ---------------------------------------------------------------------------------------------
 def run_files(
-    files: list[Path], model_dir: str, cache_root: Path | None, workers: int, decode_only: bool = False
+    files: list[Path],
+    args: IndexArgs,
+    cache_root: Path | None,
+    decode_only: bool = False,
 ) -> Iterator[dict]:
-    """`index_one` over the files in order, in `workers` processes (forkserver: see build_dataset.decode_all)."""
-    if workers <= 1 or len(files) <= 1:
-        import torch
+    """`index_one` over the files (in the order they finish) under the one worker policy
+    (`music_clip_common.workers`, with one worker too): a file whose worker dies or runs past
+    `args.decode_time_limit` gets a record with the reason, remembered under `cache_root` so that a re-run skips
+    it without waiting again (unless `args.retry_skipped`). A model that cannot be loaded stops the run."""
+    paths = {i: str(f) for i, f in enumerate(files)}
+    failures = cache_root.parent if cache_root else None
+    settings = {"model": str(Path(args.model).resolve()), "decode_only": decode_only}
+    todo, known = (
+        split_known_failures(paths, failures, settings, args.retry_skipped) if failures else (list(paths), {})
+    )
+    for i, reason in known.items():
+        yield {"path": paths[i], "ok": False, "reason": reason, "fingerprint": None, "init_error": None}
+    jobs = {i: (paths[i],) for i in todo}
+    device = args.device or default_device()
+    initargs = (args.model, str(cache_root) if cache_root else None, decode_only, device)
+    preload = ("music_clip_library.indexer",)
+    limit = args.decode_time_limit
+    for i, record in run_in_workers(index_one, jobs, args.workers, limit, init_worker, initargs, preload):
+        if isinstance(record, str):  # the worker gave up: remembered, so a re-run does not pay again
+            if failures:
+                record_failure(failures, paths[i], settings, record)
+            record = {
+                "path": paths[i],
+                "ok": False,
+                "reason": record,
+                "fingerprint": None,
+                "init_error": None,
+            }
+        if record["init_error"]:
+            raise ValueError(f"cannot load the model {args.model} in a worker: {record['init_error']}")
+        yield record
 
-        threads = torch.get_num_threads()
-        # One thread, as in a worker: FFmpeg decodes on one anyway, and OpenMP threads spin badly on a busy machine.
-        init_worker(model_dir, str(cache_root) if cache_root else None, decode_only, 1)
-        try:
-            yield from map(index_one, map(str, files))
-        finally:
-            _WORKER.clear()
-            torch.set_num_threads(threads)
-        return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["music_clip_library.indexer", "torchcodec.decoders"])
-    chunksize = max(1, min(4, len(files) // (4 * workers)))
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=init_worker,
-        initargs=(model_dir, str(cache_root) if cache_root else None, decode_only),
-    ) as pool:
-        try:
-            yield from pool.map(index_one, map(str, files), chunksize=chunksize)
-        except BrokenProcessPool:  # a worker's initializer failed (its traceback is above) or it was killed
-            raise ValueError(
-                f"the worker processes stopped: the model {model_dir} could not be loaded or a worker was killed "
-                "(see the error above)"
-            ) from None
+
+def default_device() -> str:
+    """cuda when a GPU is visible, else cpu (`--device` of `music-clip` and the Space)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def index_folder(args: IndexArgs) -> dict:
-    """Index `args.audio_dir` into `args.output`; returns the summary also stored in `index.json`."""
+    """Index `args.audio_dir` into `args.output` (or one part of it, or merge the parts); returns the summary
+    also stored in `index.json` (`part.json` for a part)."""
     started = time.perf_counter()
     root = Path(args.audio_dir).resolve()
     if not root.is_dir():
         raise ValueError(f"{args.audio_dir} is not a folder")
     if args.index_type not in INDEX_TYPES:
         raise ValueError(f"--index-type must be one of {INDEX_TYPES}, got {args.index_type!r}")
+    if args.finish:
+        return shards.finish(Path(args.output), root, args.model, args.index_type)
     skipped: list[dict] = []
     files = audio_files(root, skipped)
+    if args.shard:
+        files = [f for f in files if shards.in_shard(f.relative_to(root).as_posix(), args.shard)]
+        skipped = [
+            s for s in skipped if shards.in_shard(Path(s["path"]).relative_to(root).as_posix(), args.shard)
+        ]
     if not Path(args.model, "config.json").is_file():
         raise ValueError(f"--model {args.model}: no model folder (config.json) there")
     if args.decode_only:
-        return _decode_only(files, args.model, args.workers, started)
+        return _decode_only(files, args, started)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    cache_root = output / CACHE_DIR_NAME / "embeddings"
-    records, counts, seconds, fingerprints = [], {"embedded": 0, "cached": 0}, 0.0, set()
-    bar = tqdm(total=len(files), desc=f"index ({max(1, args.workers)} proc)", unit="file")
-    for record in run_files(files, args.model, cache_root, args.workers):
-        bar.update()
-        fingerprints.add(record["fingerprint"])
-        if not record["ok"]:
-            skipped.append({"path": record["path"], "reason": record["reason"]})
-            continue
-        counts["embedded" if record["embedded"] else "cached"] += 1
-        seconds += record["duration_s"]
-        records.append(record)
-    bar.close()
-    if not records:
+    rows, counts, seconds, fingerprint = collect(files, args, output / CACHE_DIR_NAME / "embeddings", skipped)
+    if not rows and not args.shard:
         raise ValueError(f"no usable audio file under {root} ({len(skipped)} skipped: see the reasons above)")
-    if len(fingerprints) != 1:  # the model folder changed while the workers were loading it
-        raise ValueError(
-            f"--model {args.model} changed during indexing (fingerprints {sorted(fingerprints)})"
-        )
-    fingerprint = fingerprints.pop()
     wall = time.perf_counter() - started
     summary = {
         "audio_dir": str(root),
         "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
         "model_fingerprint": fingerprint,
-        "files": len(records),
+        "files": len(rows),
         "skipped": len(skipped),
         **counts,
         "audio_hours": round(seconds / 3600, 3),
@@ -258,18 +260,50 @@ def index_folder(args: IndexArgs) -> dict:
         "x_real_time": round(seconds / wall, 1),
         "workers": args.workers,
     }
-    summary.update(write_index_folder(output, root, records, skipped, args.index_type, summary))
+    if args.shard:
+        shards.write_part(output, args.shard, records_table(root, rows), skipped, summary)
+        return summary
+    summary.update(write_index_folder(output, root, rows, skipped, args.index_type, summary))
     return summary
 
 
-def _decode_only(files: list[Path], model_dir: str, workers: int, started: float) -> dict:
-    """Benchmark: hash + decode + log-mel of every file, in the same processes, nothing embedded or written."""
-    seconds = sum(
-        r["duration_s"] for r in run_files(files, model_dir, None, workers, decode_only=True) if r["ok"]
+def collect(
+    files: list[Path], args: IndexArgs, cache_root: Path, skipped: list[dict]
+) -> tuple[list[dict], dict, float, str | None]:
+    """Run every file; (records of the indexed files in `files` order, counts, audio seconds, model
+    fingerprint). Failures are appended to `skipped`, which ends sorted by path."""
+    records, counts, seconds, fingerprints = {}, {"embedded": 0, "cached": 0}, 0.0, set()
+    order = {str(f): i for i, f in enumerate(files)}
+    bar = tqdm(total=len(files), desc=f"index ({max(1, args.workers)} proc)", unit="file")
+    for record in run_files(files, args, cache_root):
+        bar.update()
+        if not record["ok"]:
+            skipped.append({"path": record["path"], "reason": record["reason"]})
+            continue
+        fingerprints.add(record["fingerprint"])
+        counts["embedded" if record["embedded"] else "cached"] += 1
+        seconds += record["duration_s"]
+        records[order[record["path"]]] = record
+    bar.close()
+    if len(fingerprints) > 1:  # the model folder changed while the workers were loading it
+        raise ValueError(
+            f"--model {args.model} changed during indexing (fingerprints {sorted(fingerprints)})"
+        )
+    skipped.sort(key=lambda s: s["path"])
+    return (
+        [records[i] for i in sorted(records)],
+        counts,
+        seconds,
+        (fingerprints.pop() if fingerprints else None),
     )
+
+
+def _decode_only(files: list[Path], args: IndexArgs, started: float) -> dict:
+    """Benchmark: hash + decode + log-mel of every file, in the same processes, nothing embedded or written."""
+    seconds = sum(r["duration_s"] for r in run_files(files, args, None, decode_only=True) if r["ok"])
     wall = time.perf_counter() - started
     return {"files": len(files), "seconds": round(wall, 2), "files_per_s": round(len(files) / wall, 2),
-            "x_real_time": round(seconds / wall, 1), "workers": workers}  # fmt: skip
+            "x_real_time": round(seconds / wall, 1), "workers": args.workers}  # fmt: skip
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -281,13 +315,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_index_folder(
-    output: Path, root: Path, records: list[dict], skipped: list[dict], index_type: str, summary: dict
-) -> dict:
-    """Parquet + FAISS index + card + skipped.jsonl, then `index.json` last (the folder's done marker)."""
+def records_table(root: Path, records: list[dict]):
+    """The index folder's rows (`datasets.Dataset`) of the indexed files' records."""
     from datasets import Dataset, Features, List, Value
 
-    (output / DONE_FILE).unlink(missing_ok=True)  # from here until the end the folder is not complete
     paths = [Path(r["path"]) for r in records]
     features = Features(
         {
@@ -301,7 +332,8 @@ def write_index_folder(
             COLUMN: List(Value("float32")),
         }
     )
-    table = Dataset.from_dict(
+    embeddings = np.stack([r["embedding"] for r in records]) if records else []
+    return Dataset.from_dict(
         {
             "path": [str(p) for p in paths],
             "relative_path": [p.relative_to(root).as_posix() for p in paths],
@@ -310,14 +342,21 @@ def write_index_folder(
             "title": [r["title"] or p.stem.replace("_", " ") for r, p in zip(records, paths)],
             "artist": [r["artist"] for r in records],
             "file_sha256": [r["file_sha256"] for r in records],
-            COLUMN: np.stack([r["embedding"] for r in records]),
+            COLUMN: embeddings,
         },
         features=features,
     )
+
+
+def write_index_folder(
+    output: Path, root: Path, records: list[dict], skipped: list[dict], index_type: str, summary: dict
+) -> dict:
+    """Parquet + FAISS index + card + skipped.jsonl, then `index.json` last (the folder's done marker)."""
+    (output / DONE_FILE).unlink(missing_ok=True)  # from here until the end the folder is not complete
+    table = records_table(root, records)
     tmp = output / f"{PARQUET}.tmp"
     table.to_parquet(str(tmp))
     os.replace(tmp, output / PARQUET)
-    library_index = space_index_module()
     index_info = library_index.add_index(
         table, COLUMN, approximate={"auto": None, "exact": False, "approx": True}[index_type]
     )

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import library_index
 from .embedder import Embedder
-from .indexer import COLUMN, DONE_FILE, INDEX_FILE, PARQUET, space_index_module
+from .indexer import COLUMN, DONE_FILE, INDEX_FILE, PARQUET, default_device
 
 
 @dataclass
@@ -42,7 +43,7 @@ class IndexFolder:
         self.info = read_index_info(self.folder)
         self.rows = Dataset.from_parquet(str(self.folder / PARQUET))
         self.rows.load_faiss_index(COLUMN, str(self.folder / INDEX_FILE))
-        space_index_module().set_search_params(
+        library_index.set_search_params(
             self.rows.get_index(COLUMN).faiss_index, self.info["index"]["search_params"]
         )
 
@@ -59,14 +60,21 @@ class IndexFolder:
 
 
 def search(
-    folder: Path, text: str | None = None, like: Path | None = None, k: int = 10, model: str | None = None
+    folder: Path,
+    text: str | None = None,
+    like: Path | None = None,
+    k: int = 10,
+    model: str | None = None,
+    device: str | None = None,
 ) -> list[Match]:
     """Text or audio-example query → ranked matches (the model is the index's own unless `model` is given)."""
     if (text is None) == (like is None):
         raise ValueError("give either a text query or --like FILE")
     index = IndexFolder(folder)
-    embedder = Embedder(model or index.info["model"], load_text=text is not None)
-    fingerprint = space_index_module().model_fingerprint(embedder.model, embedder.fe)
+    embedder = Embedder(
+        model or index.info["model"], load_text=text is not None, device=device or default_device()
+    )
+    fingerprint = library_index.model_fingerprint(embedder.model, embedder.fe)
     if fingerprint != index.info["model_fingerprint"]:
         raise ValueError(
             f"the model {model or index.info['model']} (fingerprint {fingerprint}) is not the one {folder} was "

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from losses_music_clip import is_skipped_batch
+
 from . import launch, loop
 from .budgets import budgeted_epochs
 from .cards import pretrain_card
@@ -75,14 +77,20 @@ def freeze_unused_text_parts(model) -> None:
         pooler.requires_grad_(False)
 
 
-def _heldout_loss(spec: PretrainSpec, model, loader) -> float | None:
-    losses = []
+def _heldout_loss(spec: PretrainSpec, model, loader) -> tuple[float | None, int]:
+    """(mean loss, batches skipped): a batch STL/SMM cannot score (one group: no negative) is counted, not
+    averaged in as a zero."""
+    losses, skipped = [], 0
     # STL/SMM sample with the RNG: keep training's RNG untouched.
     with torch.no_grad(), torch.random.fork_rng():
         for batch in loader:  # global batches: with K processes each loss call scores all K parts together
             batch = loop.to_device(batch, model.device)
-            losses.append(model(**spec.with_text(batch, spec.held_cache), return_loss=True).loss.item())
-    return sum(losses) / len(losses) if losses else None
+            loss = model(**spec.with_text(batch, spec.held_cache), return_loss=True).loss
+            if is_skipped_batch(loss):
+                skipped += 1
+            else:
+                losses.append(loss.item())
+    return (sum(losses) / len(losses) if losses else None), skipped
 
 
 class PretrainSpec(loop.TrainingSpec):
@@ -186,8 +194,10 @@ class PretrainSpec(loop.TrainingSpec):
             "epoch": epoch,
             "step": progress.step,
             "train_loss": sum(losses) / len(losses),
-            "heldout_loss": _heldout_loss(self, model, self.held_loader),
         }
+        record["heldout_loss"], record["heldout_skipped_batches"] = _heldout_loss(
+            self, model, self.held_loader
+        )
         fe, tokenizer = self.processor.feature_extractor, self.processor.tokenizer
         scores = None
         if len(self.held):

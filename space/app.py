@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(
-    0, str(Path(__file__).resolve().parent)
-)  # the Space's own modules, also when run from elsewhere
+# The Space's own modules, also when run from elsewhere; then the repository (its `music_clip_library` package
+# and Hub files) when run from a checkout. A deployed Space carries a copy of both next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -46,8 +47,9 @@ from inference import (  # noqa: E402
     ood_note,
     weak_match_note,
 )
-from library_index import Hit, Library  # noqa: E402
 from plots import mel_image  # noqa: E402
+
+from music_clip_library.library_index import Hit, Library  # noqa: E402
 
 MAX_RESULTS = 10
 DEFAULT_LABELS = "sad piano ballad, aggressive metal, lullaby, upbeat electronic dance, calm acoustic guitar"
@@ -64,8 +66,10 @@ class Services:
         self.classifier: GenreClassifier | None = None
         self.library: Library | None = None
         self.problems: dict[str, str] = {}
-        self.model = self._load("model", cfg.model, MAKE_MODEL, ContrastiveModel)
-        self.classifier = self._load("classifier", cfg.classifier, MAKE_CLASSIFIER, GenreClassifier)
+        self.model = self._load("model", cfg.model, MAKE_MODEL, lambda r: ContrastiveModel(r, cfg.device))
+        self.classifier = self._load(
+            "classifier", cfg.classifier, MAKE_CLASSIFIER, lambda r: GenreClassifier(r, cfg.device)
+        )
         if self.model is None:
             self.problems["library"] = "The library needs the contrastive model: " + self.problems["model"]
         else:
@@ -196,7 +200,7 @@ def build_ui(services: Services) -> gr.Blocks:
         return (
             results_table(hits, RESULT_COLUMNS),
             results_table(captions, CAPTION_COLUMNS),
-            note,
+            "\n\n".join(filter(None, [ood_note(model.out_of_distribution(clip)), note])),
             *players(hits),
         )
 
@@ -304,8 +308,22 @@ def build_ui(services: Services) -> gr.Blocks:
     return demo
 
 
+def warm_library(cfg: SpaceConfig) -> None:
+    """`--warm-library`: embed the library's audio and captions and build its FAISS indexes into the Space's
+    cache (the code a start runs), then exit, so the next start loads them instead of embedding."""
+    started = time.perf_counter()
+    library = Library(cfg.library, ContrastiveModel(cfg.model, cfg.device))
+    print(
+        f"library cache ready: {len(library)} tracks, {len(library.captions)} captions in {library.cache_dir} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
+    if cfg.warm_library:
+        warm_library(cfg)
+        return
     services = Services(cfg)
     demo = build_ui(services)
     allowed = [str(services.library.audio_dir), *services.library.audio_roots] if services.library else []

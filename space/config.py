@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from music_clip_library.refs import HUB_PREFIX, locate, looks_like_hub_id  # noqa: F401 (the Space's names)
+
 # What the project's main job (`python main_job.py`, quick profile) writes, relative to the repository.
 DEFAULT_MODEL = "runs/quick/sweep/pretrained/independent"
 DEFAULT_CLASSIFIER = "runs/quick/classifier"
@@ -39,6 +41,10 @@ WORKER_MEMORY_MB = 512
 WORKER_START_SECONDS = 180.0  # importing torch on a busy 2-vCPU Space can take a minute
 QUEUE_SIZE = 16  # waiting events beyond this are refused with gradio's "queue is full" message
 CONCURRENCY = 2  # events of one kind served at once (gradio's default_concurrency_limit)
+# Clips shorter than this get the out-of-distribution warning whatever their score: measured on real recordings
+# (docs/short-clips.md), the score of a 1-3 s clip crosses the threshold for 19-69 % of clips (neither reliably
+# on nor off), and from 5 s it behaves as on whole clips (0-5 % flagged).
+SHORT_CLIP_SECONDS = 5.0
 MAX_LABELS = 500
 MAX_LABEL_CHARS = 200
 MAX_QUERY_CHARS = 1000
@@ -53,36 +59,8 @@ class SpaceConfig:
     host: str = "127.0.0.1"
     request_seconds: float = REQUEST_SECONDS
     read_workers: int = READ_WORKERS
-
-
-# A Hub repo is only ever asked for explicitly: `hub:owner/name@revision`. Anything else is a local path, so a
-# typo (`runs/supcon`) is "not found" instead of a download whose code then runs (trust_remote_code).
-HUB_PREFIX = "hub:"
-
-
-def looks_like_hub_id(ref: str) -> bool:
-    """`hub:owner/name[@revision]`: loaded from the Hub (or its cache) instead of disk."""
-    return ref.startswith(HUB_PREFIX)
-
-
-def locate(ref: str, remote_code: bool) -> tuple[str, str | None]:
-    """(local path or Hub repo id, revision). A local path must exist; a Hub model, whose code runs here, must
-    name the revision (commit, tag or branch) the user trusts."""
-    if not looks_like_hub_id(ref):
-        if not Path(ref).exists():
-            raise FileNotFoundError(
-                f"`{ref}` not found (no such file or folder; a Hub repo is written {HUB_PREFIX}owner/name@revision)"
-            )
-        return ref, None
-    repo, _, revision = ref[len(HUB_PREFIX) :].partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise ValueError(f"`{ref}`: a Hub repo is written {HUB_PREFIX}owner/name@revision")
-    if remote_code and not revision:
-        raise ValueError(
-            f"`{ref}` runs the repo's own Python code (trust_remote_code): name the revision you trust, "
-            f"{HUB_PREFIX}{repo}@<commit sha>"
-        )
-    return repo, revision or None
+    device: str = "cpu"  # where the models run (and the library is embedded, in batches)
+    warm_library: bool = False
 
 
 def missing(ref: str, what: str, command: str, remote_code: bool = True) -> str | None:
@@ -128,6 +106,16 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         default=int(os.environ.get("MUSICCLIP_READ_WORKERS", READ_WORKERS)),
         help="worker processes that decode uploads (each holds ~1 GB)",
     )
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("MUSICCLIP_DEVICE"),
+        help="torch device of the models (default: cuda when available, else cpu)",
+    )
+    parser.add_argument(
+        "--warm-library",
+        action="store_true",
+        help="embed the library into the Space's cache (audio, captions, FAISS) and exit; the main job runs this",
+    )
     args = parser.parse_args(argv)
     if args.request_seconds <= 0 or args.read_workers < 1:
         parser.error("--request-seconds must be > 0 and --read-workers >= 1")
@@ -139,4 +127,12 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         args.host,
         args.request_seconds,
         args.read_workers,
+        args.device or default_device(),
+        args.warm_library,
     )
+
+
+def default_device() -> str:
+    import torch  # the Space imports it anyway; config's other users need no torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

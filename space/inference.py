@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from audio_input import decode_upload
-from config import locate
+from config import SHORT_CLIP_SECONDS, locate
 from transformers import (
     AutoFeatureExtractor,
     AutoModel,
@@ -34,9 +34,11 @@ class Clip:
 class ContrastiveModel:
     """The pretrained MusicClipModel: text and audio embeddings, zero-shot through the transformers pipeline."""
 
-    def __init__(self, ref: str):
+    def __init__(self, ref: str, device: str = "cpu"):
         name, revision = locate(ref, remote_code=True)  # never a Hub fetch for a mistyped local path
+        self.device = torch.device(device)
         self.model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True).eval()
+        self.model.to(self.device)
         self.processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
         self.feature_extractor = self.processor.feature_extractor
         self.tokenizer = self.processor.tokenizer
@@ -49,6 +51,7 @@ class ContrastiveModel:
             model=self.model,
             feature_extractor=self.feature_extractor,
             tokenizer=self.tokenizer,
+            device=self.device,
         )
 
     @torch.inference_mode()
@@ -56,14 +59,15 @@ class ContrastiveModel:
         """L2-normalised z embeddings (n, d), ready for inner-product search."""
         tokens = self.processor(text=texts)
         z = self.model.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            input_ids=tokens["input_ids"].to(self.device),
+            attention_mask=tokens["attention_mask"].to(self.device),
         )
         return normalise(z)
 
     @torch.inference_mode()
     def audio_embeddings(self, mels: list[np.ndarray]) -> np.ndarray:
         """L2-normalised z embeddings (n, d) of stored or fresh log-mels (T, n_mels)."""
-        feats = self.feature_extractor.window(mels)
+        feats = self.feature_extractor.window(mels).to(self.device)
         z = self.model.get_audio_features(feats["input_features"], feats["window_mask"])
         return normalise(z)
 
@@ -80,29 +84,39 @@ class ContrastiveModel:
 class GenreClassifier:
     """The finetuned MusicClipForAudioClassification and its own feature extractor."""
 
-    def __init__(self, ref: str):
+    def __init__(self, ref: str, device: str = "cpu"):
         name, revision = locate(ref, remote_code=True)
+        self.device = torch.device(device)
         self.model = AutoModelForAudioClassification.from_pretrained(
             name, revision=revision, trust_remote_code=True
         ).eval()
+        self.model.to(self.device)
         self.feature_extractor = load_feature_extractor(ref)
 
     @torch.inference_mode()
     def classify(self, clip: Clip) -> tuple[dict[str, float], bool | None]:
         """The model's calibrated probabilities per label, and its out-of-distribution flag (None: no
         statistics in the checkpoint)."""
-        feats = self.feature_extractor.window([clip.mel])
+        feats = self.feature_extractor.window([clip.mel]).to(self.device)
         out = self.model(input_features=feats["input_features"], window_mask=feats["window_mask"])
         id2label = self.model.config.id2label
         probs = {id2label[i]: float(p) for i, p in enumerate(out.probabilities[0].tolist())}
-        flagged = None if out.ood_score is None else bool(self.model.is_out_of_distribution(out.ood_score)[0])
-        return probs, flagged
+        if out.ood_score is None:
+            return probs, None
+        return probs, is_short(clip) or bool(self.model.is_out_of_distribution(out.ood_score)[0])
+
+
+def is_short(clip: Clip) -> bool:
+    """Too short for the OOD score to say anything (see `SHORT_CLIP_SECONDS`): flagged whatever it scores."""
+    return clip.waveform.size / clip.sampling_rate < SHORT_CLIP_SECONDS
 
 
 def out_of_distribution(model, feature_extractor, clip: Clip) -> bool | None:
     if not model.has_ood_statistics:
         return None
-    feats = feature_extractor.window([clip.mel])
+    if is_short(clip):
+        return True
+    feats = feature_extractor.window([clip.mel]).to(model.device)
     return bool(
         model.is_out_of_distribution(model.ood_score(feats["input_features"], feats["window_mask"]))[0]
     )
@@ -114,7 +128,7 @@ def ood_note(flagged: bool | None) -> str:
 
 def library_match_floor(library, max_captions: int = 10_000) -> float | None:
     """`match_floor` over the library's captioned tracks (a fixed-seed sample of them for a huge library)."""
-    from library_index import AUDIO_INDEX, TEXT_INDEX
+    from music_clip_library.library_index import AUDIO_INDEX, TEXT_INDEX
 
     n = len(library.captions)
     if n == 0:

@@ -143,8 +143,9 @@ def test_cut_or_empty_cached_mels_are_decoded_again(music_dir: Path, tmp_path: P
 
 
 @pytest.mark.slow  # a builder process plus its decode fork server (~20 s of CPU) and a 4 s time limit
+@pytest.mark.parametrize("num_proc", ["1", "2"])  # one worker is protected as well as several
 def test_decode_worker_killed_or_hung_is_skipped_with_its_reason_and_retried_on_request(
-    music_dir: Path, tmp_path: Path
+    music_dir: Path, tmp_path: Path, num_proc: str
 ) -> None:
     music = tmp_path / "music"
     shutil.copytree(music_dir, music)
@@ -153,7 +154,7 @@ def test_decode_worker_killed_or_hung_is_skipped_with_its_reason_and_retried_on_
     calm[0].rename(killer)
     calm[1].rename(hanger)
     out, log = tmp_path / "ds", tmp_path / "decodes.log"
-    args = [*_args(music, out), "--num-proc", "2"]
+    args = [*_args(music, out), "--num-proc", num_proc]
     build = _harness(args, FAULT_LOG=str(log), FAULT_TIME_LIMIT="4")
     try:
         output, _ = build.communicate(timeout=240)

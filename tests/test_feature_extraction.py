@@ -64,14 +64,30 @@ def test_short_and_silent_clips_are_rejected_like_the_builder_does(fe):
     assert one_second["window_mask"].tolist() == [[1]]
 
 
-def test_multichannel_is_downmixed_either_layout(fe):
+def test_multichannel_clips_in_a_list_are_downmixed_either_layout(fe):
     rng = np.random.default_rng(2)
     mono = rng.uniform(-0.5, 0.5, SR * 2).astype(np.float32)
     six = np.stack([mono] * 6)  # (channels, samples)
     expected = fe(mono, sampling_rate=SR)["input_features"]
-    assert torch.allclose(fe(six, sampling_rate=SR)["input_features"], expected, atol=1e-5)
-    assert torch.allclose(fe(six.T, sampling_rate=SR)["input_features"], expected, atol=1e-5)
-    assert torch.allclose(fe(torch.from_numpy(six), sampling_rate=SR)["input_features"], expected, atol=1e-5)
+    assert torch.allclose(fe([six], sampling_rate=SR)["input_features"], expected, atol=1e-5)
+    assert torch.allclose(fe([six.T], sampling_rate=SR)["input_features"], expected, atol=1e-5)
+    assert torch.allclose(
+        fe([torch.from_numpy(six)], sampling_rate=SR)["input_features"], expected, atol=1e-5
+    )
+
+
+def test_a_2d_array_is_a_batch_of_mono_clips_as_in_transformers(fe, minilm_path):
+    from conftest import tiny_config, tiny_processor
+
+    rng = np.random.default_rng(4)
+    batch = 0.1 * rng.standard_normal((3, SR * 5))
+    processor = tiny_processor(minilm_path, tiny_config())
+    features = processor(audio=batch, sampling_rate=SR)["input_features"]
+    assert features.shape[0] == 3
+    for row, clip in zip(features, batch):
+        alone = processor.feature_extractor(clip, sampling_rate=SR)["input_features"][0]
+        assert torch.allclose(row, alone, atol=1e-6)
+    assert fe(torch.from_numpy(batch), sampling_rate=SR)["input_features"].shape[0] == 3
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 96000])

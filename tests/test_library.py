@@ -131,6 +131,16 @@ def cache_entries(folder: Path) -> list[Path]:
     return [p for p in (folder / ".cache").rglob("*.npz") if ".tmp" not in p.name]
 
 
+def settled_count(folder: Path, quiet_s: float = 3.0, limit_s: float = 60.0) -> int:
+    """The number of cache entries once none has appeared for `quiet_s`."""
+    count, since, deadline = len(cache_entries(folder)), time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if len(cache_entries(folder)) != count:
+            count, since = len(cache_entries(folder)), time.monotonic()
+    return count
+
+
 @pytest.mark.slow
 def test_index_folder_has_rows_tags_skips_and_an_index_type(full_index: Path) -> None:
     info = json.loads((full_index / "index.json").read_text())
@@ -163,7 +173,7 @@ def test_kill_9_midway_then_rerun_gives_the_same_index_and_embeds_each_file_once
         time.sleep(0.01)
     proc.kill()  # SIGKILL
     proc.wait()
-    done_before = len(cache_entries(out))
+    done_before = settled_count(out)  # a worker orphaned mid-file finishes that file's entry, then exits
     assert proc.returncode == -9 and 0 < done_before < 29, done_before
     assert not (out / "index.json").exists()  # an unfinished folder never looks finished
 
@@ -252,7 +262,7 @@ def test_the_space_serves_an_index_folder_with_the_approximate_index(
     out = tmp_path / "idx"
     info = index(music, trained["model"], out, "--index-type", "approx")
     sys.path.insert(0, str(ROOT / "space"))
-    from library_index import index_factory
+    from music_clip_library.library_index import index_factory
 
     assert info["index"]["factory"] == index_factory(29, approximate=True, dim=32)[0] != "Flat"
     assert f"Index type: `{info['index']['factory']}`" in (out / "README.md").read_text()
@@ -330,5 +340,5 @@ def test_damaged_model_weights_are_a_clear_error_and_write_no_index(
     )
     err = capsys.readouterr().err
     # In process the loader's own reason; from the pool, the pool's message after the worker's traceback.
-    assert ("cannot load the model" if workers == "1" else "could not be loaded") in err
+    assert "cannot load the model" in err
     assert "music-clip index: error:" in err and not (out / "index.json").exists()

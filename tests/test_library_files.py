@@ -13,7 +13,7 @@ from datasets import Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "space"))
 
-from library_index import AUDIO_INDEX, Library  # noqa: E402
+from music_clip_library.library_index import AUDIO_INDEX, Library  # noqa: E402
 
 
 def _embeddings(n: int = 64, dim: int = 8) -> Dataset:

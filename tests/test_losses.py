@@ -161,11 +161,17 @@ def test_ntxent_groups_by_hand():
 
 
 @pytest.mark.parametrize("objective", ["triplet", "matching"])
-def test_a_batch_of_one_group_has_no_negatives(objective):
-    with pytest.raises(ValueError, match="one of another group"):
-        GROUP_LOSSES[objective](
-            torch.randn(3, 8), torch.randn(3, 8), torch.arange(3), 1.0, torch.zeros(3).long()
-        )
+def test_a_batch_of_one_group_is_a_zero_loss_marked_skipped(objective):
+    from losses_music_clip import is_skipped_batch
+
+    audio, text = torch.randn(3, 8, requires_grad=True), torch.randn(3, 8)
+    loss = GROUP_LOSSES[objective](audio, text, torch.arange(3), 1.0, torch.zeros(3).long())
+    assert loss.item() == 0.0 and is_skipped_batch(loss)
+    loss.backward()  # defined, and no row moves
+    assert torch.count_nonzero(audio.grad) == 0
+    # Rows with a negative are scored as before; a two-group batch is never marked skipped.
+    two = GROUP_LOSSES[objective](audio, text, torch.arange(3), 1.0, torch.tensor([0, 0, 1]))
+    assert not is_skipped_batch(two) and two.item() > 0
 
 
 def test_group_ids_must_fit_the_rows():

@@ -23,7 +23,7 @@ LOADS = """
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]  # the Space's modules, then the repository's
 from inference import ContrastiveModel, GenreClassifier
-from library_index import load_library
+from music_clip_library.library_index import load_library
 from build_dataset import load_feature_extractor
 from music_clip_train.data import load_captions
 from music_clip_train.models import load_pretrained

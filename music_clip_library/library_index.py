@@ -21,7 +21,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
-from config import locate
 from datasets import (
     Audio,
     Dataset,
@@ -30,6 +29,10 @@ from datasets import (
     get_dataset_config_names,
     load_dataset,
 )
+
+from audio_music_clip import AUDIO_PATH_VERSION
+
+from .refs import locate
 
 AUDIO_INDEX = "audio_embedding"
 TEXT_INDEX = "caption_embedding"
@@ -107,13 +110,14 @@ def index_file_name(n: int) -> str:
 
 
 def model_fingerprint(model: torch.nn.Module, feature_extractor) -> str:
-    """Content hash of the weights and the mel settings: any change to either means new embeddings."""
+    """Content hash of the weights, the mel settings and the audio path's version (decoding, downmix,
+    resampling): any change to one of them means new embeddings."""
     # The mel settings only (not which class or processor saved them), so the Space's AutoProcessor and the
     # indexer's extractor agree on one model.
     settings = {
         k: v for k, v in feature_extractor.to_dict().items() if k not in ("processor_class", "auto_map")
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps([settings, AUDIO_PATH_VERSION], sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
