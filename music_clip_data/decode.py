@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from audio_music_clip import (
     check_waveform,
     load_audio,
 )
-from music_clip_data.files import atomic_write_text
+from music_clip_common.files import atomic_path, atomic_write_text
+from music_clip_common.hashing import file_sha256
 
 # A decode of one file (already capped at `max_seconds`) running longer than this is stopped and skipped.
 # Decoding 600 s of audio takes seconds; the margin covers a loaded machine.
@@ -54,14 +54,6 @@ class DecodeSettings:
 
 # skipped.jsonl's reason kinds: the rule's slug, with the builder's older name for undecodable files.
 _REASON_KINDS = {"unreadable": "cannot decode"}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(file_hash: str, fe: Any, settings: DecodeSettings) -> str:
@@ -153,24 +145,17 @@ def _read_cache_entry(cached: Path) -> dict | None:
 
 
 def _write_cache_entry(cached: Path, result: dict) -> None:
-    """Atomic (unique temp + fsync + rename): a killed build never leaves a half-written entry, and two
-    processes writing the same entry never share a temp file."""
+    """Atomic (`atomic_path`): a killed build never leaves a half-written entry, and two processes writing the
+    same entry never share a temp file."""
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                mel=result["mel"],
-                flac=np.frombuffer(result["flac"], dtype=np.uint8),
-                duration_s=result["duration_s"],
-                decode_info=json.dumps(result["decode_info"]),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(cached)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(cached, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            mel=result["mel"],
+            flac=np.frombuffer(result["flac"], dtype=np.uint8),
+            duration_s=result["duration_s"],
+            decode_info=json.dumps(result["decode_info"]),
+        )
 
 
 def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:

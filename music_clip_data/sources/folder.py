@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from music_clip_data.sources import AUDIO_EXTENSIONS, SourceOptions, SourceRun
+from music_clip_common.audio_files import audio_files
+from music_clip_data.sources import SourceOptions, SourceRun
 from music_clip_data.track import Track
 
 
@@ -18,15 +19,8 @@ def track_id_for(root: Path, path: Path) -> str:
 
 
 def _walk(root: Path, skipped: list[dict], source: str) -> Iterator[Track]:
-    for path in sorted(root.rglob("*")):
+    for path in audio_files(root, skipped):
         rel = path.relative_to(root)
-        if path.is_dir() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
-            skipped.append(
-                {"path": str(path), "reason": f"not an audio file extension ({path.suffix or 'none'})"}
-            )
-            continue
         genre = rel.parts[0] if len(rel.parts) > 1 else None
         yield Track(
             track_id=f"{source}:{track_id_for(root, path)}",
