@@ -19,6 +19,7 @@ from pathlib import Path
 
 from music_clip_data.build import build, refused_for_failed_captions
 from music_clip_data.build.context import load_feature_extractor
+from music_clip_data.build.shards import build_shard, finish_shards
 from music_clip_data.build.summary import BuildSummary, format_summary
 from music_clip_data.captioning import CaptioningError
 from music_clip_data.clips import ClipSettings
@@ -31,8 +32,7 @@ __all__ = ["BuildSummary", "build", "load_feature_extractor", "main", "parse_arg
 EXIT_FAILED_CAPTIONS = 3  # the dataset was written, with gaps the user did not accept
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         choices=sorted(SOURCES),
@@ -45,6 +45,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--cache-dir", type=Path, help="resumable work (mels, captions); default OUTPUT/.cache")
     p.add_argument("--feature-extractor", help="folder with preprocessor_config.json (default: the model's)")
+    p.add_argument(
+        "--shard",
+        metavar="I/K",
+        type=parse_shard,
+        help="build only part I of K (0 <= I < K; whole groups, by a stable hash) into OUTPUT; K shards may run "
+        "side by side, on one machine or many sharing OUTPUT; then run the same command with --finish K",
+    )
+    p.add_argument(
+        "--finish",
+        metavar="K",
+        type=int,
+        help="join the K finished shards: roles, test split, Parquet, card (refused if a part is missing)",
+    )
+
+
+def _add_caption_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-base-url", help="OpenAI-compatible endpoint; none = template captions")
     p.add_argument("--llm-model", default="gpt-3.5-turbo")
     p.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="env variable holding the API key")
@@ -63,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="accept captions that failed after every retry: exit 0 and push without those tracks",
     )
+
+
+def _add_split_and_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--main-genres", nargs="+", default=list(THESIS_MAIN_GENRES), help="thesis Table 2 genres")
     p.add_argument(
         "--captions-fraction", type=float, default=0.5, help="share of unassigned groups → captions"
@@ -84,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="decode again the files whose decode crashed its worker or ran out of time on an earlier run",
     )
+
+
+def _add_clip_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clip-seconds",
         type=float,
@@ -97,6 +119,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="REPO",
         help="upload the folder as a dataset repo (token: HF_TOKEN or `hf auth login`)",
     )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/K` → (I, K), with 0 <= I < K."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/K, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: I must be in 0..K-1")
+    return index, count
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for add in (_add_input_options, _add_caption_options, _add_split_and_decode_options, _add_clip_options):
+        add(p)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the card (secrets redacted there)
     if args.source is None:  # `--audio-dir x --metadata y` alone means the user's own music, as in the issue
@@ -108,6 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.prompt = prompt_file.read_text(encoding="utf-8")
     if args.max_lyrics_chars is not None and args.max_lyrics_chars < 1:
         p.error("--max-lyrics-chars must be a positive number of characters")
+    if args.shard and args.finish:
+        p.error("--shard builds one part, --finish joins them: give one of the two")
+    if args.finish is not None and args.finish < 1:
+        p.error("--finish K: K is the number of shards (1 or more)")
     if args.test_size >= 1 and not float(args.test_size).is_integer():
         p.error("--test-size must be a fraction below 1 or a whole number of clips")
     args.clips = None
@@ -128,7 +171,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        summary = build(args)
+        if args.shard:
+            part = build_shard(args)
+            print(f"shard {part['shard']}: {part['tracks']} tracks, {part['kept']} decoded; when every part is done: "
+                  f"the same command with --finish {args.shard[1]} in place of --shard")  # fmt: skip
+            return 0
+        summary = finish_shards(args) if args.finish else build(args)
     except (
         ValueError,
         CaptioningError,
