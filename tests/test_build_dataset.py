@@ -309,3 +309,12 @@ def test_failed_captions_fail_the_build_and_block_the_push(
         # Accepting the gap on purpose: exit 0, and the push goes ahead.
         assert build_dataset.main([*args, "--llm-base-url", server.base_url, "--allow-failed-captions"]) == 0
     assert pushed == ["me/ds"]
+
+
+def test_card_states_language_size_and_licence_name(folder_build: tuple[Path, dict]) -> None:
+    from huggingface_hub import DatasetCard
+
+    out, summary = folder_build
+    data = DatasetCard.load(out / "README.md").data
+    assert data.language == ["en"] and data.size_categories == ["n<1K"]
+    assert data.license == "other" and data.license_name == "musicclip-folder-sources"
