@@ -87,3 +87,23 @@ def test_a_killed_shard_resumes_and_two_shards_run_side_by_side(music_dir: Path,
     assert _configs(out) == _configs(tmp_path / "one")
     summary = json.loads((out / "build_summary.json").read_text())
     assert summary["kept"] == 12
+
+
+@pytest.mark.slow
+def test_music21_small_in_1_2_and_4_shards_equals_the_unsharded_build(tmp_path: Path, small_music21) -> None:
+    """The bundled corpus' small build: genres and captions configs (rows, audio, mels, captions, splits) equal.
+
+    All builds share one cache, started from the session's render (as the main job's test does): the first
+    build decodes, the parts read its mels; the folder tests above decode inside the parts."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    rendered = small_music21[0].dir
+    shutil.copytree(rendered, cache / "music21" / rendered.name)
+    source = ["--source", "music21", "--size", "small", "--cache-dir", str(cache), "--num-proc", "2"]
+    assert build_dataset.main([*source, "--output", str(tmp_path / "one")]) == 0
+    one = _configs(tmp_path / "one")
+    assert len(one["genres/test"]) > 0 and len(one["captions/train"]) > len(one["genres/train"])
+    for count in (1, 2, 4):
+        _sharded(source, tmp_path / f"k{count}", count)
+        assert _configs(tmp_path / f"k{count}") == one, f"{count} shards"
