@@ -161,7 +161,7 @@ def _write_cache_entry(cached: Path, result: dict) -> None:
 def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
     """Delete cache temp files left by killed builds. Only old ones: another builder sharing `--cache-dir`
     may be writing a fresh one (a write takes milliseconds, so an hour-old temp file is abandoned). Both our
-    names (`.KEY.PID.HEX.tmp.npz`) and older builders' (`KEY.tmpN.npz`)."""
+    names (`.KEY.npz.TOKEN.tmp.npz`, from `atomic_path`), and older builders' (`KEY.tmpN.npz`)."""
     cutoff = time.time() - older_than_s
     removed = 0
     for path in cache_dir.glob("*.tmp*.npz"):
