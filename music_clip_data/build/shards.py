@@ -67,6 +67,9 @@ def build_shard(args: argparse.Namespace) -> dict:
     index, count = args.shard
     with folder_lock(args.output, f".build.shard-{index}-of-{count}.lock"):
         ctx = BuildContext.from_args(args)
+        shard_record(ctx.output, index, count).unlink(
+            missing_ok=True
+        )  # complete again only when this run ends
         mine = part_of(collect_shared(ctx).tracks, index, count)
         statuses = decode(ctx, mine)
         decoded = keep_decoded(ctx, mine, statuses)
