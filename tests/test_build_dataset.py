@@ -13,6 +13,7 @@ from conftest import copy_mood_folders
 from datasets import load_dataset
 
 import build_dataset
+import music_clip_data.build
 
 MOODS = ("calm", "happy", "tender")
 TRACKS_PER_MOOD = 4
@@ -287,7 +288,7 @@ def test_failed_captions_fail_the_build_and_block_the_push(
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     pushed: list[str] = []
     monkeypatch.setattr(
-        build_dataset, "push", lambda output, repo: pushed.append(repo)
+        music_clip_data.build, "push", lambda output, repo: pushed.append(repo)
     )  # records, uploads nothing
     rows = [
         {"path": str(t), "lyrics": f"verse number {i}", "role": "captions"}
