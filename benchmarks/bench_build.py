@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import build_dataset  # noqa: E402
 
 
-def run(out: Path, procs: int, max_seconds: float | None) -> dict:
+def run(out: Path, procs: int, max_seconds: float | None) -> build_dataset.BuildSummary:
     argv = ["--source", "immich", "--output", str(out), "--num-proc", str(procs)]
     if max_seconds:
         argv += ["--max-seconds", str(max_seconds)]
@@ -45,7 +46,7 @@ def main() -> None:
         run(Path(tmp) / "warmup-pool", max(args.procs), 1.0)
         rows = []
         for procs in args.procs:
-            summary = run(Path(tmp) / f"p{procs}", procs, args.max_seconds)
+            summary = asdict(run(Path(tmp) / f"p{procs}", procs, args.max_seconds))
             t = summary["timings_s"]
             clips = summary["kept"]
             rows.append((procs, clips, t["total"], clips / t["total"], clips / t["decode"]))

@@ -20,10 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from music_clip_common.experiment import CORPUS_WINDOW_SAMPLES as WINDOW_SAMPLES  # noqa: E402
 from music_clip_train.evaluation import pooled_texts  # noqa: E402
 from music_clip_train.models import mel_statistics, new_pretrain_model, new_processor  # noqa: E402
-
-WINDOW_SAMPLES = 240_000  # the bundled corpus' 15-s window
 
 
 def real_tracks(count: int) -> list[Path]:

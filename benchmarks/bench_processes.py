@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from main_job import PROFILES  # noqa: E402  (the quick sweep's grid, written once)
+from music_clip_common.experiment import CORPUS_WINDOW_SAMPLES, PROFILES  # noqa: E402  (the grid, written once)
 
 QUICK_SIZES = [str(n) for n in PROFILES["quick"].sizes]
 QUICK_SEEDS = [str(s) for s in PROFILES["quick"].seeds]
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--pretrained-dir", required=True, help="holds supcon/ (the sweep finetunes from it)")
     parser.add_argument("--global-batch", type=int, default=32)
-    parser.add_argument("--window-samples", default="240000")
+    parser.add_argument("--window-samples", default=str(CORPUS_WINDOW_SAMPLES))
     parser.add_argument(
         "--sizes", nargs="+", default=QUICK_SIZES, help="sweep sizes (objectives none + supcon)"
     )

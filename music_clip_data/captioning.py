@@ -25,7 +25,6 @@ import os
 import random
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from typing import Any, Literal
 import openai
 from tqdm.auto import tqdm
 
+from music_clip_common.files import atomic_write_text
 from music_clip_data.descriptors import in_words
 from music_clip_data.prompts import N_SENTENCES, PROMPTS, PromptSpec, metadata_text, resolve_prompt
 from music_clip_data.sentences import split_sentences
@@ -185,7 +185,7 @@ def _llm_result(key: str, answer: dict[str, Any], spec: PromptSpec, s: CaptionSe
 
 
 class AnswerCache:
-    """One JSON file per prompt key; a file appears complete or not at all (temp file + os.replace)."""
+    """One JSON file per prompt key; a file appears complete or not at all (an atomic write)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -202,16 +202,7 @@ class AnswerCache:
     def put(self, key: str, record: dict[str, Any]) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")  # never matches *.json
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False))  # its temp name never matches *.json
 
 
 def default_cache_dir() -> Path:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,8 @@ from audio_music_clip import (
     check_waveform,
     load_audio,
 )
+from music_clip_common.files import atomic_path
+from music_clip_common.hashing import file_sha256
 from music_clip_data.descriptors import DESCRIPTORS_VERSION, describe
 
 
@@ -50,14 +50,6 @@ class DecodeSettings:
 
 # skipped.jsonl's reason kinds: the rule's slug, with the builder's older name for undecodable files.
 _REASON_KINDS = {"unreadable": "cannot decode"}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(file_hash: str, fe: Any, settings: DecodeSettings) -> str:
@@ -154,31 +146,24 @@ def _read_cache_entry(cached: Path) -> dict | None:
 
 
 def _write_cache_entry(cached: Path, result: dict) -> None:
-    """Atomic (unique temp + fsync + rename): a killed build never leaves a half-written entry, and two
-    processes writing the same entry never share a temp file."""
+    """Atomic (`atomic_path`): a killed build never leaves a half-written entry, and two processes writing the
+    same entry never share a temp file."""
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                mel=result["mel"],
-                flac=np.frombuffer(result["flac"], dtype=np.uint8),
-                duration_s=result["duration_s"],
-                decode_info=json.dumps(result["decode_info"]),
-                descriptors=json.dumps(result["descriptors"]),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(cached)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(cached, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            mel=result["mel"],
+            flac=np.frombuffer(result["flac"], dtype=np.uint8),
+            duration_s=result["duration_s"],
+            decode_info=json.dumps(result["decode_info"]),
+            descriptors=json.dumps(result["descriptors"]),
+        )
 
 
 def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
     """Delete cache temp files left by killed builds. Only old ones: another builder sharing `--cache-dir`
     may be writing a fresh one (a write takes milliseconds, so an hour-old temp file is abandoned). Both our
-    names (`.KEY.PID.HEX.tmp.npz`) and older builders' (`KEY.tmpN.npz`)."""
+    names (`.KEY.npz.TOKEN.tmp.npz`, from `atomic_path`), and older builders' (`KEY.tmpN.npz`)."""
     cutoff = time.time() - older_than_s
     removed = 0
     for path in cache_dir.glob("*.tmp*.npz"):

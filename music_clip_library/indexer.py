@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from music_clip_common.files import atomic_path, atomic_write_text
+from music_clip_common.hashing import file_sha256
 from music_clip_common.tags import read_tags
 from music_clip_common.workers import (
     DECODE_TIME_LIMIT_S,
@@ -31,7 +33,6 @@ from music_clip_common.workers import (
     run_in_workers,
     split_known_failures,
 )
-from music_clip_data.decode import file_sha256
 from music_clip_data.sources import AUDIO_EXTENSIONS
 
 from . import library_index, shards
@@ -124,13 +125,10 @@ def read_cache(path: Path) -> dict | None:
 
 
 def write_cache(path: Path, embedding: np.ndarray, duration_s: float) -> None:
-    """Atomic (temp + rename): a killed process leaves whole entries or none. No fsync: after a power cut an
-    entry may be damaged, and `read_cache` then embeds that file again (an fsync a file cost 4 ms here)."""
+    """Atomic (`atomic_path`): a killed process leaves whole entries or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, embedding=embedding, duration_s=np.float64(duration_s))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, embedding=embedding, duration_s=np.float64(duration_s))
 
 
 def index_one(path: str) -> dict:
@@ -306,15 +304,6 @@ def _decode_only(files: list[Path], args: IndexArgs, started: float) -> dict:
             "x_real_time": round(seconds / wall, 1), "workers": args.workers}  # fmt: skip
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def records_table(root: Path, records: list[dict]):
     """The index folder's rows (`datasets.Dataset`) of the indexed files' records."""
     from datasets import Dataset, Features, List, Value
@@ -363,12 +352,12 @@ def write_index_folder(
     tmp = output / f"{INDEX_FILE}.tmp"
     table.save_faiss_index(COLUMN, str(tmp))
     os.replace(tmp, output / INDEX_FILE)
-    _atomic_write(
+    atomic_write_text(
         output / "skipped.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in skipped)
     )
     info = {"index": index_info, "dim": len(records[0]["embedding"])}
-    _atomic_write(output / "README.md", card(summary | info))
-    _atomic_write(output / DONE_FILE, json.dumps(summary | info, indent=2))
+    atomic_write_text(output / "README.md", card(summary | info))
+    atomic_write_text(output / DONE_FILE, json.dumps(summary | info, indent=2))
     return info
 
 

@@ -1,12 +1,12 @@
-"""Files whose presence means "done": written last and atomically (temp file + fsync + rename, the builder's
-`atomic_write_text`), and read back as "not done" when a kill cut them."""
+"""Files whose presence means "done": written last and atomically (`music_clip_common.files.atomic_write_text`),
+and read back as "not done" when a kill cut them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from music_clip_data.files import atomic_write_text
+from music_clip_common.files import atomic_write_text
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

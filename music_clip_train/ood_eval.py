@@ -13,29 +13,27 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from music_clip_data.decode import DecodeSettings, SkipClip, process_file
+from audio_music_clip import AudioRejected
+from music_clip_common.audio_files import audio_files
 
 from .data import GenreData
 from .errors import InputError
 from .ood_fit import audio_v, fit_reference, score
 from .subsets import carve_validation
 
-# What FFmpeg decodes and people keep music in; other files in the folder (READMEs, covers) are not clips.
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4", ".webm"}
-
 
 def folder_mels(folder: str | Path, feature_extractor) -> tuple[list[np.ndarray], list[str], list[dict]]:
-    """Log-mels of the audio files under `folder` (recursively) through the project's decode path."""
+    """Log-mels of the audio files under `folder` (recursively) through the feature extractor, as the model
+    hears any clip; files it rejects (too short, silent, unreadable) are skipped with its reason."""
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"--ood-audio-dir {folder!r} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     mels, names, skipped = [], [], []
-    for path in files:
+    for path in audio_files(root, []):  # other files (covers, READMEs) are not clips: not counted as skipped
         try:
-            mels.append(process_file(path, feature_extractor, DecodeSettings())["mel"])
+            mels.append(feature_extractor.log_mel(feature_extractor.prepare_waveform(str(path))))
             names.append(str(path.relative_to(root)))
-        except SkipClip as err:
+        except AudioRejected as err:
             skipped.append({"path": str(path.relative_to(root)), "reason": str(err)})
     if not mels:
         raise InputError(

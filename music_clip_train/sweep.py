@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from music_clip_common.experiment import BUDGETS as PROFILES  # the epoch budgets `--profile` names
+
 from . import finetune, launch, pretrain
-from .budgets import PRETRAIN_EXAMPLES
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
@@ -35,19 +36,6 @@ from .report import (
     thesis_table,
 )
 from .subsets import plan_sizes
-
-# Epoch budgets: "full" follows the thesis (unfreeze at epoch 10 of 30; ~9 h for the whole grid on 2 CPU cores);
-# "cpu" keeps that schedule but caps each run at 4,000 training examples seen (epochs and the head-only phase
-# shrink together for large N; the whole grid in well under an hour on 2 cores); "quick" fits the 30-minute demo.
-# pretrain_examples: pretraining's cap on examples seen (budgets.py: large caption sets get fewer epochs).
-PROFILES = {
-    "full": {"pretrain_epochs": 20, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": None,
-             "pretrain_examples": PRETRAIN_EXAMPLES["full"]},
-    "cpu": {"pretrain_epochs": 10, "finetune_epochs": 30, "unfreeze_epoch": 10, "max_examples": 4000,
-            "pretrain_examples": PRETRAIN_EXAMPLES["cpu"]},
-    "quick": {"pretrain_epochs": 3, "finetune_epochs": 8, "unfreeze_epoch": 3, "max_examples": None,
-              "pretrain_examples": PRETRAIN_EXAMPLES["quick"]},
-}  # fmt: skip
 
 
 @dataclass

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_second_builder_on_a_folder_is_refused_naming_the_holder(
 
 def test_cut_or_empty_cached_mels_are_decoded_again(music_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    first = json.loads(json.dumps(build_dataset.build(build_dataset.parse_args(_args(music_dir, out)))))
+    first = asdict(build_dataset.build(build_dataset.parse_args(_args(music_dir, out))))
     entries = sorted((out / ".cache" / "mels").glob("*.npz"))
     assert len(entries) == first["kept"] == len(MOODS) * TRACKS_PER_MOOD
     entries[0].write_bytes(b"")  # 0 bytes (EOFError in np.load)
@@ -135,7 +136,7 @@ def test_cut_or_empty_cached_mels_are_decoded_again(music_dir: Path, tmp_path: P
     abandoned = entries[3].with_name(f".{entries[3].stem}.123.abcd.tmp.npz")  # a killed build's temp file
     abandoned.write_bytes(b"partial")
     os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
-    again = build_dataset.build(build_dataset.parse_args(_args(music_dir, out)))
+    again = asdict(build_dataset.build(build_dataset.parse_args(_args(music_dir, out))))
     assert (again["kept"], again["skipped_by_reason"]) == (first["kept"], {})
     assert again["mel_cache"] == {"hits": first["kept"] - 3, "computed": 3}
     assert not abandoned.exists()
@@ -173,11 +174,11 @@ def test_decode_worker_killed_or_hung_is_skipped_with_its_reason_and_retried_on_
 
     # A re-run skips them again without paying (here they would decode: no fault hooks in this process) ...
     args += ["--num-proc", "1"]  # the record is read before any decode: in this process is enough (and cheap)
-    rerun = build_dataset.build(build_dataset.parse_args(args))
+    rerun = asdict(build_dataset.build(build_dataset.parse_args(args)))
     assert rerun["kept"] == summary["kept"] and rerun["mel_cache"]["computed"] == 0
     assert {k: v.split(" (on an earlier run")[0] for k, v in _skipped_reasons(out).items()} == reasons
     # ... and --retry-skipped tries them again.
-    retried = build_dataset.build(build_dataset.parse_args([*args, "--retry-skipped"]))
+    retried = asdict(build_dataset.build(build_dataset.parse_args([*args, "--retry-skipped"])))
     assert retried["kept"] == len(MOODS) * TRACKS_PER_MOOD and retried["mel_cache"]["computed"] == 2
 
 
@@ -215,9 +216,7 @@ def test_manifest_lyrics_cell_over_the_csv_field_limit_is_read(
 
 
 @pytest.fixture
-def pushed_build(
-    music_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Path, set[str], list[str]]:
+def pushed_build(music_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
     """A CLI build with secrets on its command line and --push-to-hub; the Hub is replaced at HfApi's network
     boundary, and what `upload_folder` would send is worked out with huggingface_hub's own pattern filter."""
     from huggingface_hub import HfApi
@@ -249,11 +248,26 @@ def pushed_build(
     monkeypatch.setattr(sys, "argv", ["build_dataset.py", *argv])  # as the CLI would be called
     assert build_dataset.main(argv) == 0
     assert len(sent) == 1
-    return out, sent[0], secrets
+    return out, sent[0], secrets, argv, sent
 
 
-def test_card_command_line_has_no_secrets(pushed_build: tuple[Path, set[str], list[str]]) -> None:
-    out, _, secrets = pushed_build
+def test_push_uses_the_hubs_own_token_lookup_a_login_without_hf_token(
+    pushed_build: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hf auth login` stores a token under HF_HOME; a push with only that token goes through."""
+    out, first, _, argv, sent = pushed_build
+    monkeypatch.delenv("HF_TOKEN")
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text("hf_from_login")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(home / "token"))
+    assert build_dataset.main(argv) == 0  # from the cache: a few seconds
+    assert len(sent) == 2 and len(sent[1]) == len(first) and "README.md" in sent[1]  # new shard names
+
+
+def test_card_command_line_has_no_secrets(pushed_build: tuple) -> None:
+    out, _, secrets, *_ = pushed_build
     card = (out / "README.md").read_text()
     command = next(line for line in card.splitlines() if line.startswith("build_dataset.py"))
     assert [s for s in secrets if s in card] == []
@@ -261,9 +275,9 @@ def test_card_command_line_has_no_secrets(pushed_build: tuple[Path, set[str], li
 
 
 def test_push_uploads_only_the_card_its_shards_and_the_extractor(
-    pushed_build: tuple[Path, set[str], list[str]],
+    pushed_build: tuple,
 ) -> None:
-    out, sent, _ = pushed_build
+    out, sent, *_ = pushed_build
     shards = {p.relative_to(out).as_posix() for p in out.glob("*/*.parquet")}
     extractor = {p.relative_to(out).as_posix() for p in (out / "feature_extractor").iterdir()}
     assert "feature_extractor/preprocessor_config.json" in extractor  # with the code module `auto_map` names

@@ -13,6 +13,7 @@ from conftest import copy_mood_folders
 from datasets import load_dataset
 
 import build_dataset
+import music_clip_data.build
 
 MOODS = ("calm", "happy", "tender")
 TRACKS_PER_MOOD = 4
@@ -287,7 +288,7 @@ def test_failed_captions_fail_the_build_and_block_the_push(
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     pushed: list[str] = []
     monkeypatch.setattr(
-        build_dataset, "push", lambda output, repo: pushed.append(repo)
+        music_clip_data.build, "push", lambda output, repo: pushed.append(repo)
     )  # records, uploads nothing
     rows = [
         {"path": str(t), "lyrics": f"verse number {i}", "role": "captions"}
@@ -309,3 +310,12 @@ def test_failed_captions_fail_the_build_and_block_the_push(
         # Accepting the gap on purpose: exit 0, and the push goes ahead.
         assert build_dataset.main([*args, "--llm-base-url", server.base_url, "--allow-failed-captions"]) == 0
     assert pushed == ["me/ds"]
+
+
+def test_card_states_language_size_and_licence_name(folder_build: tuple[Path, dict]) -> None:
+    from huggingface_hub import DatasetCard
+
+    out, summary = folder_build
+    data = DatasetCard.load(out / "README.md").data
+    assert data.language == ["en"] and data.size_categories == ["n<1K"]
+    assert data.license == "other" and data.license_name == "musicclip-folder-sources"

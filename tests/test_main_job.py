@@ -16,7 +16,8 @@ from conftest import REPO
 from gradio_client import Client, handle_file
 from test_space import free_port, wait_for
 
-from main_job import START_OBJECTIVE
+from main_job import stages
+from music_clip_common.experiment import BUDGETS, PROFILES, START_OBJECTIVE, experiment_paths
 from music_clip_train.collate import OBJECTIVE_LABELS
 
 
@@ -178,8 +179,24 @@ def test_the_space_defaults_to_what_the_quick_main_job_makes() -> None:
     sys.path.insert(0, str(REPO / "space"))  # the Space folder is self-contained: it cannot import main_job
     import config
 
-    assert config.DEFAULT_MODEL == f"runs/quick/sweep/pretrained/{START_OBJECTIVE}"
+    quick = experiment_paths(Path("."), "quick")
+    assert config.DEFAULT_MODEL == quick.model.as_posix() == f"runs/quick/sweep/pretrained/{START_OBJECTIVE}"
+    assert (
+        config.DEFAULT_CLASSIFIER == quick.classifier.as_posix()
+        and config.DEFAULT_LIBRARY == quick.data.as_posix()
+    )
     assert (
         f"--objective {START_OBJECTIVE} " in config.MAKE_MODEL and config.DEFAULT_MODEL in config.MAKE_MODEL
     )
     assert config.DEFAULT_MODEL in config.MAKE_CLASSIFIER
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_pretraining_flags_are_made_in_one_place_the_sweep_under_the_profiles_budget(name: str) -> None:
+    """A profile is a main-job run; its training runs use one budget, which the sweep turns into flags."""
+    profile = PROFILES[name]
+    commands = [command for _, command in stages(profile, experiment_paths(Path("root"), name))]
+    assert not any("pretrain" in command for command in commands)  # no second set of pretraining flags
+    sweep = next(command for command in commands if "sweep" in command)
+    assert sweep[sweep.index("--profile") + 1] == profile.budget and profile.budget in BUDGETS
+    assert all(o in sweep for o in [START_OBJECTIVE, *profile.objectives])

@@ -10,11 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from music_clip_common.audio_files import AUDIO_EXTENSIONS  # noqa: F401 (the one list, re-exported)
 from music_clip_data.track import Track
-
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm", ".mka"}
-)
 
 
 @dataclass

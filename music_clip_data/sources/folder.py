@@ -9,12 +9,12 @@ extension are reported as skipped, not silently ignored (hidden files such as `.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterator
 from pathlib import Path
 
-from music_clip_common.tags import SIDECAR_SUFFIXES, read_tags
-from music_clip_data.sources import AUDIO_EXTENSIONS, SourceOptions, SourceRun
+from music_clip_common.audio_files import audio_files
+from music_clip_common.tags import read_tags
+from music_clip_data.sources import SourceOptions, SourceRun
 from music_clip_data.track import Track, with_tags
 
 
@@ -23,17 +23,8 @@ def track_id_for(root: Path, path: Path) -> str:
 
 
 def _walk(root: Path, skipped: list[dict], source: str) -> Iterator[Track]:
-    for path in sorted(root.rglob("*")):
+    for path in audio_files(root, skipped):
         rel = path.relative_to(root)
-        if path.is_dir() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
-            if path.suffix.lower() in SIDECAR_SUFFIXES and _has_audio_beside(path):
-                continue  # lyrics of that file, read with its tags
-            skipped.append(
-                {"path": str(path), "reason": f"not an audio file extension ({path.suffix or 'none'})"}
-            )
-            continue
         track = Track(
             track_id=f"{source}:{track_id_for(root, path)}",
             audio_path=path,
@@ -42,11 +33,6 @@ def _walk(root: Path, skipped: list[dict], source: str) -> Iterator[Track]:
             metadata={"relative_path": rel.as_posix()},
         )
         yield with_tags(track, read_tags(path), fallback_title=path.stem.replace("_", " "))
-
-
-def _has_audio_beside(sidecar: Path) -> bool:
-    siblings = sidecar.parent.glob(f"{glob.escape(sidecar.stem)}.*")
-    return any(p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() for p in siblings)
 
 
 def folder_source(options: SourceOptions) -> SourceRun:
