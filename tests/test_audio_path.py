@@ -55,7 +55,8 @@ def test_builder_processor_and_space_make_the_same_log_mel(fe, stereo_files, min
         built = process_file(path, fe, DecodeSettings())["mel"]
         native, rate = decode_native(path)
         assert native.shape[0] == 2 and rate in (44100, 48000)
-        from_samples = processor(audio=native, sampling_rate=rate)["input_features"]
+        # one multichannel recording is a list of one (channels, samples) array: a bare 2-D array is a batch
+        from_samples = processor(audio=[native], sampling_rate=rate)["input_features"]
         from_path = processor(audio=str(path))["input_features"]
         from_bytes = processor(audio=path.read_bytes())["input_features"]
         space_wave, note = decode_upload(str(path), fe, MAX_ANALYSED_SECONDS)
@@ -179,7 +180,7 @@ def test_acceptance_rules_reject_with_a_message_for_people(fe, minilm_path, tmp_
     wave = make(np.random.default_rng(6)).astype(np.float32)
     processor = tiny_processor(minilm_path)
     with pytest.raises(AudioRejected, match=message) as err:
-        processor(audio=np.stack([wave, wave]), sampling_rate=SR)
+        processor(audio=[np.stack([wave, wave])], sampling_rate=SR)  # one stereo recording
     assert err.value.reason == reason
     if reason == "non_finite":
         return  # a file cannot hold NaN in PCM
