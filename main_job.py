@@ -96,36 +96,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def real_music_data(profile: Profile, paths: ExperimentPaths) -> Path | None:
+    """Where the real-music source's pretraining part goes, beside the corpus (None: the profile builds none)."""
+    return paths.data.parent / f"debian-{profile.size}" if profile.real_music else None
+
+
+def pretraining_datasets(profile: Profile, paths: ExperimentPaths) -> list[str]:
+    """The datasets the sweep pretrains on: the renders only, for now. The one place the real tracks
+    (`real_music_data`) join pretraining, once `train.py` pretrains on several datasets (`--dataset A B`)."""
+    return [str(paths.data)]
+
+
+def space_libraries(profile: Profile, paths: ExperimentPaths) -> list[str]:
+    """The Space's library: the renders and, where built, the real tracks (each with its licence and credit)."""
+    return [str(library) for library in (paths.data, real_music_data(profile, paths)) if library]
+
+
+def library_flags(profile: Profile, paths: ExperimentPaths) -> list[str]:
+    return [flag for library in space_libraries(profile, paths) for flag in ("--library", library)]
+
+
 def stages(profile: Profile, paths: ExperimentPaths) -> list[tuple[str, list[str]]]:
-    """(name, command) of every stage. The sweep pretrains every objective under the profile's budget (the one
-    place pretraining flags are made), into sweep/pretrained/, where the later stages find the Space's model."""
+    """(name, command) of every stage, numbered. The sweep pretrains every objective under the profile's budget
+    (the one place pretraining flags are made), into sweep/pretrained/, where the later stages find the Space's
+    model; the last stage embeds the Space's library into its cache, so the Space starts without embedding."""
+    from audio_music_clip import TARGET_RATE
     from configuration_music_clip import OBJECTIVES  # the list of objectives lives there (imports torch)
 
-    python, data = sys.executable, str(paths.data)
+    python, data, real = sys.executable, str(paths.data), str(real_music_data(profile, paths))
     one_epoch = ["--epochs", "1"] if profile.one_epoch else []
-    sweep = [python, "train.py", "sweep", "--dataset", data, "--output", str(paths.sweep)]
-    sweep += ["--objectives", "none", *(profile.objectives or OBJECTIVES)]
+    sweep = [python, "train.py", "sweep", "--dataset", *pretraining_datasets(profile, paths)]
+    sweep += ["--output", str(paths.sweep), "--objectives", "none", *(profile.objectives or OBJECTIVES)]
     sweep += ["--sizes", *map(str, profile.sizes), "--seeds", *map(str, profile.seeds)]
     sweep += ["--profile", profile.budget, "--window-samples", str(CORPUS_WINDOW_SAMPLES)]
     sweep += ["--jobs", str(SWEEP_JOBS)]
     sweep += ["--pretrain-epochs", "1", "--finetune-epochs", "1"] if profile.one_epoch else []
     finetune = [python, "train.py", "finetune", "--dataset", data, "--init", str(paths.model)]
     finetune += ["--output", str(paths.classifier), "--resume", *one_epoch]
-    return [
-        ("1/5 build the bundled corpus", [python, "build_dataset.py", "--source", "music21", "--size",
-                                          profile.size, "--output", data]),
-        (f"2/5 pretrain ({'every objective' if not profile.objectives else ', '.join(profile.objectives)}) "
+    # Real clips as long as the corpus's, so both fill the same CNN window.
+    real_build = [python, "build_dataset.py", "--source", "debian", "--size", profile.size, "--debian-part"]
+    real_build += ["pretrain", "--clip-seconds", str(CORPUS_WINDOW_SAMPLES // TARGET_RATE), "--output", real]
+    warm = [python, "space/app.py", "--model", str(paths.model), *library_flags(profile, paths)]
+    warm += ["--warm-library"]
+    named = [
+        ("build the bundled corpus", [python, "build_dataset.py", "--source", "music21", "--size",
+                                      profile.size, "--output", data]),
+        *([("build the real-music source's pretraining part (Debian packages)", real_build)]
+          if profile.real_music else []),
+        (f"pretrain ({'every objective' if not profile.objectives else ', '.join(profile.objectives)}) "
          f"and the few-shot sweep (budget '{profile.budget}')", sweep),
-        ("3/5 finetune the Space's classifier on the whole training split", finetune),
-        ("4/5 evaluate retrieval and zero-shot genres",
+        ("finetune the Space's classifier on the whole training split", finetune),
+        ("evaluate retrieval and zero-shot genres",
          [python, "train.py", "evaluate", "--model", str(paths.model), "--dataset", data]),
+        ("warm the Space's library cache (audio + caption embeddings, FAISS)", warm),
     ]  # fmt: skip
+    return [(f"{i}/{len(named)} {name}", command) for i, (name, command) in enumerate(named, 1)]
 
 
-def serve(paths: ExperimentPaths, port: int, lock: ExclusiveLock) -> None:
+def serve(profile: Profile, paths: ExperimentPaths, port: int, lock: ExclusiveLock) -> None:
     python = sys.executable
     command = [python, "space/app.py", "--model", str(paths.model), "--classifier", str(paths.classifier)]
-    command += ["--library", str(paths.data), "--port", str(port)]
+    command += [*library_flags(profile, paths), "--port", str(port)]
     printable = " ".join(command).replace(python, "python")
     print(f"\n==> Space: {printable}\n    open http://127.0.0.1:{port}", flush=True)
     lock.release()  # the Space only reads
@@ -144,10 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nmain job: finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {paths.sweep}/README.md "
         f"(table {paths.sweep}/table.md, plots *.png); model {paths.model}; classifier {paths.classifier}; "
-        f"dataset {paths.data}."
+        f"datasets {', '.join(space_libraries(profile, paths))}."
     )
     if args.serve:
-        serve(paths, args.port, lock)
+        serve(profile, paths, args.port, lock)
 
 
 if __name__ == "__main__":

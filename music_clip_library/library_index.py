@@ -13,7 +13,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,10 @@ from .refs import locate
 
 AUDIO_INDEX = "audio_embedding"
 TEXT_INDEX = "caption_embedding"
-META_COLUMNS = ["track_id", "title", "artist", "source", "caption", "genre"]
+# Under which terms a track may be played and whom to credit (CC-BY requires it): filled by sources that know
+# (the real-music source), "" for the rest and for libraries built before these columns existed.
+CREDIT_COLUMNS = ["license", "attribution"]
+META_COLUMNS = ["track_id", "title", "artist", "source", "caption", "genre", *CREDIT_COLUMNS]
 EXACT_LIMIT = 20_000  # below this an exact IndexFlatIP answers in well under a millisecond
 # The approximate index (benchmarks/bench_search.py measures recall@10 against exact search, p95 latency, build
 # time and memory at 1M vectors on 2 cores): inverted lists over the full vectors (IVF…,Flat: scores are exact
@@ -66,7 +69,15 @@ class Hit:
     artist: str
     genre: str
     caption: str
+    license: str = ""
+    attribution: str = ""
     audio_path: str | None = None
+
+    @classmethod
+    def of_row(cls, rank: int, score: float, row: dict, audio_path: str | None = None) -> Hit:
+        """A result from one row of the library's tables (a missing text is "")."""
+        texts = ("track_id", "title", "artist", "genre", "caption", *CREDIT_COLUMNS)
+        return cls(rank, float(score), **{c: row[c] or "" for c in texts}, audio_path=audio_path)
 
 
 def index_factory(n: int, approximate: bool | None = None, dim: int = 512) -> tuple[str, str]:
@@ -166,31 +177,51 @@ def _normalise_rows(ds: Dataset, config: str, names: list[str]) -> Dataset:
         # Captioned tracks carry no label; a tag that is exactly a class name (e.g. an immich mood) stands in.
         known = set(names)
         ds = ds.add_column("genre", [next((tag for tag in tags if tag in known), "") for tags in ds["tags"]])
+    for column in CREDIT_COLUMNS:
+        if column not in ds.column_names:
+            ds = ds.add_column(column, [""] * len(ds))
     ds = ds.cast_column("audio", Audio(decode=False))
     return ds.select_columns([*META_COLUMNS, "mel", "audio"])
+
+
+def load_libraries(refs: list[str], cache_root: str | None) -> tuple[Dataset, Path, str]:
+    """Every ref's rows as one table, the cache folder (the first ref's) and a key naming every ref's content,
+    so adding, removing or rebuilding any of them gets a fresh index."""
+    parts, keys, base = [], [], _cache_base(refs[0], cache_root)
+    for ref in refs:
+        local = Path(ref).is_dir()
+        # datasets 5.2 reuses its Arrow cache for a rebuilt local folder (same config hash), so a local
+        # library gets a datasets cache of its own, keyed by the folder's files.
+        data_fp = folder_fingerprint(Path(ref)) if local else None
+        cache_dir = str(_cache_base(ref, cache_root) / f"datasets-{data_fp}") if local else None
+        parts.append(load_library(ref, cache_dir=cache_dir))
+        keys.append(data_fp or ref)
+        # A Hub id first: the cache goes next to datasets' own Arrow files.
+        if ref == refs[0] and not local and not cache_root and parts[0].cache_files:
+            base = Path(parts[0].cache_files[0]["filename"]).parent / CACHE_DIR_NAME
+    rows = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    return rows, base, ";".join(keys)
 
 
 class Library:
     """The library dataset with its FAISS indexes; `search_*` return ranked `Hit`s."""
 
-    def __init__(self, ref: str, model, cache_root: str | None = None, batch_size: int = 8):
-        self.ref = ref
+    def __init__(self, refs: str | Sequence[str], model, cache_root: str | None = None, batch_size: int = 8):
+        """`refs`: one dataset folder / Hub id, or several searched as one library (e.g. the renders and the
+        real tracks); a `music-clip index` folder is served alone."""
+        self.refs = [refs] if isinstance(refs, str) else list(refs)
         self.model = model
         self.audio_roots: list[str] = []  # folders of original files results are played from
         self._projections: dict[str, dict[str, list]] = {}
-        if (Path(ref) / INDEX_DONE_FILE).is_file():
-            self._open_index_folder(Path(ref), cache_root)
+        index_folders = [r for r in self.refs if (Path(r) / INDEX_DONE_FILE).is_file()]
+        if index_folders and len(self.refs) > 1:
+            raise ValueError(f"the `music-clip index` folder {index_folders[0]} is served alone")
+        if index_folders:
+            self._open_index_folder(Path(index_folders[0]), cache_root)
             return
-        local = Path(ref).is_dir()
-        # datasets 5.2 reuses its Arrow cache for a rebuilt local folder (same config hash), so a local
-        # library gets a datasets cache of its own, keyed by the folder's files.
-        data_fp = folder_fingerprint(Path(ref)) if local else None
-        base = _cache_base(ref, cache_root)
-        rows = load_library(ref, cache_dir=str(base / f"datasets-{data_fp}") if local else None)
-        if not local and not cache_root and rows.cache_files:  # Hub id: next to datasets' own Arrow files
-            base = Path(rows.cache_files[0]["filename"]).parent / CACHE_DIR_NAME
+        rows, base, data_key = load_libraries(self.refs, cache_root)
         fp = hashlib.sha256(
-            f"{model_fingerprint(model.model, model.feature_extractor)}:{data_fp}:{rows._fingerprint}".encode()
+            f"{model_fingerprint(model.model, model.feature_extractor)}:{data_key}:{rows._fingerprint}".encode()
         ).hexdigest()[:16]
         self.cache_dir = base / f"index-{fp}"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +278,7 @@ class Library:
                 "source": ["library"] * n,
                 "caption": [""] * n,
                 "genre": [f.split("/")[0] for f in rows["folder"]],  # the top folder: a genre by convention
+                **{column: [""] * n for column in CREDIT_COLUMNS},
                 "audio": [{"bytes": None, "path": p} for p in rows["path"]],
             }
         ).cast_column("audio", Audio(decode=False))
@@ -295,15 +327,12 @@ class Library:
         out = []
         for rank, (score, row) in enumerate(zip(scores, rows), 1):
             r = self.captions[int(row)]
-            out.append(
-                Hit(rank, float(score), r["track_id"], r["title"], r["artist"], r["genre"], r["caption"])
-            )
+            out.append(Hit.of_row(rank, score, r))
         return out
 
     def _hit(self, rank: int, score: float, row: int, with_audio: bool) -> Hit:
-        r = self.tracks[int(row)]
         path = self.audio_file(int(row)) if with_audio else None
-        return Hit(rank, float(score), r["track_id"], r["title"], r["artist"], r["genre"], r["caption"], path)
+        return Hit.of_row(rank, score, self.tracks[int(row)], path)
 
     def audio_file(self, row: int) -> str | None:
         """Write a result's stored audio bytes to the cache once, so Gradio can serve and play it."""
@@ -311,7 +340,8 @@ class Library:
         if not audio or not audio.get("bytes"):
             return audio.get("path") if audio else None
         suffix = Path(audio.get("path") or "x.flac").suffix or ".flac"
-        name = hashlib.sha1(self.audio_rows[row]["track_id"].encode()).hexdigest()[:16] + suffix
+        # The row too: two libraries served together may reuse a track id.
+        name = hashlib.sha1(f"{row}:{self.audio_rows[row]['track_id']}".encode()).hexdigest()[:16] + suffix
         path = self.audio_dir / name
         if not path.exists():
             with _temp_beside(path) as tmp:
@@ -345,6 +375,7 @@ class Library:
                 "genre": [g or "(captions only)" for g in sample["genre"]],
                 "title": sample["title"],
                 "track_id": sample["track_id"],
+                **{column: sample[column] for column in CREDIT_COLUMNS},
             }
         return self._projections[method]
 

@@ -1,6 +1,7 @@
 """MusicCLIP Space: genre, zero-shot tags, text ↔ music search and a map of the library.
 
-Run locally: `python space/app.py [--model DIR|hub:ID@REV] [--classifier DIR|hub:ID@REV] [--library DIR|hub:ID]`.
+Run locally: `python space/app.py [--model DIR|hub:ID@REV] [--classifier DIR|hub:ID@REV] [--library DIR|hub:ID]...`
+(`--library` repeated: several datasets, e.g. the renders and the real tracks, searched as one library).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ from music_clip_library.library_index import Hit, Library  # noqa: E402
 
 MAX_RESULTS = 10
 DEFAULT_LABELS = "sad piano ballad, aggressive metal, lullaby, upbeat electronic dance, calm acoustic guitar"
-RESULT_COLUMNS = ["rank", "score", "title", "genre", "caption", "track_id"]
-CAPTION_COLUMNS = ["rank", "score", "caption", "title", "track_id"]
+# Every listed or played track shows its licence and attribution (CC-BY requires the credit) where it has them.
+RESULT_COLUMNS = ["rank", "score", "title", "genre", "caption", "track_id", "license", "attribution"]
+CAPTION_COLUMNS = ["rank", "score", "caption", "title", "track_id", "license", "attribution"]
 
 
 class Services:
@@ -78,15 +80,20 @@ class Services:
         limits = Limits(cfg.request_seconds, WORKER_START_SECONDS, WORKER_MEMORY_MB)
         self.reader = ClipReader(cfg.read_workers, limits, MAX_ANALYSED_SECONDS)
 
-    def _load(self, what: str, ref: str, command: str, loader: Callable):
-        message = missing(ref, what, command, remote_code=what != "library")
+    def _load(self, what: str, ref: str | tuple[str, ...], command: str, loader: Callable):
+        refs = (ref,) if isinstance(ref, str) else ref
+        message = next(
+            filter(None, (missing(r, what, command, remote_code=what != "library") for r in refs)), None
+        )
         if message:
             self.problems[what] = message
             return None
         try:
             return loader(ref)
         except Exception as err:  # keep serving the other tabs; say what broke
-            self.problems[what] = f"Could not load the {what} from `{ref}`: {type(err).__name__}: {err}"
+            self.problems[what] = (
+                f"Could not load the {what} from `{', '.join(refs)}`: {type(err).__name__}: {err}"
+            )
             print(self.problems[what], file=sys.stderr)
             return None
 
@@ -145,10 +152,16 @@ def players(hits: list[Hit]) -> list:
         if slot < len(hits) and hits[slot].audio_path:
             h = hits[slot]
             label = f"{h.rank}. {h.title or h.track_id} · {h.genre or 'no genre'} · score {h.score:.3f}"
+            label += f" · {credit(h.license, h.attribution)}" if h.license or h.attribution else ""
             updates.append(gr.update(value=h.audio_path, label=label, visible=True))
         else:
             updates.append(gr.update(value=None, visible=False))
     return updates
+
+
+def credit(license: str, attribution: str) -> str:
+    """The "licence · attribution" line of a library track ("" when its row names neither)."""
+    return " · ".join(filter(None, [license and f"licence {license}", attribution]))
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -223,7 +236,7 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         gr.Markdown(
             f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
-            f"`{services.cfg.library}`" + "".join(f"\n\n> ⚠️ {p}" for p in problems.values()),
+            f"`{', '.join(services.cfg.library)}`" + "".join(f"\n\n> ⚠️ {p}" for p in problems.values()),
             elem_id="status",
         )
 
@@ -300,7 +313,12 @@ def build_ui(services: Services) -> gr.Blocks:
         with gr.Tab("Library map", elem_id="tab-map") as map_tab:
             method = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-method")
             scatter = gr.ScatterPlot(
-                x="x", y="y", color="genre", tooltip=["title", "genre", "track_id"], height=480, elem_id="map"
+                x="x",
+                y="y",
+                color="genre",
+                tooltip=["title", "genre", "track_id", "license", "attribution"],
+                height=480,
+                elem_id="map",
             )
             map_note = gr.Markdown(elem_id="map-note")
             method.change(library_map, method, [scatter, map_note], api_name="library_map")

@@ -13,6 +13,8 @@ from music_clip_library.refs import HUB_PREFIX, locate, looks_like_hub_id  # noq
 DEFAULT_MODEL = "runs/quick/sweep/pretrained/independent"
 DEFAULT_CLASSIFIER = "runs/quick/classifier"
 DEFAULT_LIBRARY = "data/music21-quick"
+# MUSICCLIP_LIBRARY holds several libraries separated by this (a Hub ref has a ":"; paths rarely a ",").
+LIBRARY_SEPARATOR = ","
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The commands that make each default, shown in the UI when one is missing (`./run.sh` makes all three).
@@ -54,7 +56,7 @@ MAX_QUERY_CHARS = 1000
 class SpaceConfig:
     model: str
     classifier: str
-    library: str
+    library: tuple[str, ...]  # dataset folders / Hub ids searched as one library
     port: int
     host: str = "127.0.0.1"
     request_seconds: float = REQUEST_SECONDS
@@ -87,7 +89,12 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
     parser = argparse.ArgumentParser(description="MusicCLIP Gradio Space")
     parser.add_argument("--model", default=os.environ.get("MUSICCLIP_MODEL", DEFAULT_MODEL))
     parser.add_argument("--classifier", default=os.environ.get("MUSICCLIP_CLASSIFIER", DEFAULT_CLASSIFIER))
-    parser.add_argument("--library", default=os.environ.get("MUSICCLIP_LIBRARY", DEFAULT_LIBRARY))
+    parser.add_argument(
+        "--library",
+        action="append",
+        help="a dataset folder or Hub id; repeat it to search several as one library (default: "
+        f"MUSICCLIP_LIBRARY, several separated by '{LIBRARY_SEPARATOR}', else {DEFAULT_LIBRARY})",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument(
         "--host",
@@ -122,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
     return SpaceConfig(
         resolve(args.model, DEFAULT_MODEL),
         resolve(args.classifier, DEFAULT_CLASSIFIER),
-        resolve(args.library, DEFAULT_LIBRARY),
+        library_refs(args.library),
         args.port,
         args.host,
         args.request_seconds,
@@ -130,6 +137,12 @@ def parse_args(argv: list[str] | None = None) -> SpaceConfig:
         args.device or default_device(),
         args.warm_library,
     )
+
+
+def library_refs(flags: list[str] | None) -> tuple[str, ...]:
+    """`--library` flags, else MUSICCLIP_LIBRARY, else the main job's default."""
+    refs = flags or os.environ.get("MUSICCLIP_LIBRARY", DEFAULT_LIBRARY).split(LIBRARY_SEPARATOR)
+    return tuple(resolve(ref.strip(), DEFAULT_LIBRARY) for ref in refs if ref.strip())
 
 
 def default_device() -> str:

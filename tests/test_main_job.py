@@ -196,7 +196,27 @@ def test_pretraining_flags_are_made_in_one_place_the_sweep_under_the_profiles_bu
     """A profile is a main-job run; its training runs use one budget, which the sweep turns into flags."""
     profile = PROFILES[name]
     commands = [command for _, command in stages(profile, experiment_paths(Path("root"), name))]
-    assert not any("pretrain" in command for command in commands)  # no second set of pretraining flags
+    # No second set of pretraining flags (`build_dataset.py --debian-part pretrain` only names the data's part).
+    assert not any(command[1:3] == ["train.py", "pretrain"] for command in commands)
     sweep = next(command for command in commands if "sweep" in command)
     assert sweep[sweep.index("--profile") + 1] == profile.budget and profile.budget in BUDGETS
     assert all(o in sweep for o in [START_OBJECTIVE, *profile.objectives])
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_real_music_is_built_after_the_corpus_and_served_except_in_the_smoke_run(name: str) -> None:
+    """quick and full build the real-music source's pretraining part right after the corpus, and the Space's
+    warm-up (like the Space) gets both libraries; the smoke run (CI) downloads nothing."""
+    profile, paths = PROFILES[name], experiment_paths(Path("root"), name)
+    named = stages(profile, paths)
+    warm = named[-1][1]
+    libraries = [warm[i + 1] for i, flag in enumerate(warm) if flag == "--library"]
+    if name == "smoke":
+        assert not any("debian" in " ".join(command) for _, command in named)
+        assert libraries == [str(paths.data)] and named[-1][0].startswith("5/5 warm")
+        return
+    real = str(paths.data.parent / f"debian-{profile.size}")
+    assert named[1][0].startswith(f"2/{len(named)} build the real-music")
+    assert named[1][1][1:] == ["build_dataset.py", "--source", "debian", "--size", profile.size, "--debian-part",
+                               "pretrain", "--clip-seconds", "15", "--output", real]  # fmt: skip
+    assert "--warm-library" in warm and libraries == [str(paths.data), real]
