@@ -68,6 +68,14 @@ def describe(waveform: np.ndarray, sampling_rate: int) -> dict[str, Any]:
     return {k: _finite(v) for k, v in values.items()}
 
 
+def warm_up(sampling_rate: int = 16000) -> None:
+    """Import essentia and librosa and JIT-compile librosa's numba kernels (about 8 s the first time in a
+    process) on a short noise clip. Decode workers' fork server calls it once (`descriptors_warm`), so no
+    worker pays it inside a file's decode time limit."""
+    noise = np.random.default_rng(0).standard_normal(int(MIN_SECONDS * sampling_rate) + sampling_rate)
+    describe((0.1 * noise).astype(np.float32), sampling_rate)
+
+
 def describe_flac(flac: bytes) -> dict[str, Any]:
     """`describe` of stored FLAC audio: a clip the builder cut from a track's stored (16 kHz) waveform."""
     import io

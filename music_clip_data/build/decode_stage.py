@@ -82,7 +82,12 @@ def decode_all(
     jobs = {i: (paths[i], fe, settings, str(cache_dir)) for i in todo}
     num_proc = max(1, min(args.num_proc, len(todo)))
     bar = tqdm(total=len(tracks), initial=len(tracks) - len(todo), desc=f"decode + log-mel ({num_proc} proc)")
-    preload = ("music_clip_data.decode", "torchcodec.encoders", type(fe).__module__)
+    preload = (
+        "music_clip_data.decode",
+        "music_clip_data.descriptors_warm",
+        "torchcodec.encoders",
+        type(fe).__module__,
+    )
     limit = args.decode_time_limit or None
     for i, status in run_in_workers(decode_status, jobs, num_proc, limit, single_thread_worker, (), preload):
         if isinstance(status, str):  # the worker gave up: remembered, so a re-run does not pay again
