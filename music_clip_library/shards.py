@@ -43,16 +43,16 @@ def part_dir(output: Path, shard: tuple[int, int]) -> Path:
 
 def write_part(output: Path, shard: tuple[int, int], table, skipped: list[dict], summary: dict) -> None:
     """The part's rows (the index folder's columns), its skipped files, then `part.json` last."""
-    from .indexer import _atomic_write
+    from music_clip_common.files import atomic_write_text
 
     folder = part_dir(output, shard)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / PART_DONE).unlink(missing_ok=True)
     table.to_parquet(str(folder / "library.parquet"))
-    _atomic_write(
+    atomic_write_text(
         folder / "skipped.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in skipped)
     )
-    _atomic_write(folder / PART_DONE, json.dumps({**summary, "shard": list(shard)}, indent=2))
+    atomic_write_text(folder / PART_DONE, json.dumps({**summary, "shard": list(shard)}, indent=2))
 
 
 def read_parts(output: Path, audio_dir: Path, model: str) -> list[tuple[Path, dict]]:

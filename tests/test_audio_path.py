@@ -134,7 +134,7 @@ RSS_CHILD = textwrap.dedent(
     for rate, wave in waves.items():
         started = time.perf_counter()
         try:
-            out = fe(wave, sampling_rate=rate)
+            out = fe([wave], sampling_rate=rate)  # one stereo recording (a bare 2-D array is a batch)
             result[rate] = {"seconds": time.perf_counter() - started, "windows": int(out["window_mask"].sum())}
         except BaseException as err:
             result[rate] = {"error": f"{type(err).__name__}: {str(err)[:200]}",
