@@ -423,7 +423,7 @@ def real_music_retrieval(results: Path) -> tuple[str, str]:
             + [f"{t2m[f'recall@{k}']:.3f}" for k in (1, 5, 10)]
             + [f"{tracks} ({min(10, tracks) / tracks:.3f})"]
         )
-    header = ["checkpoint", "R@1", "R@5", "R@10", "held-out tracks (R@10 of chance)"]
+    header = ["checkpoint", "R@1", "R@5", "R@10", "held-out clips (chance R@10)"]
     return _table(header, rows), "Text→music recall@k; files under `docs/results/real-music/retrieval/`."
 
 
