@@ -563,4 +563,9 @@ def test_pretrain_refuses_datasets_with_different_mel_front_ends(dataset, tmp_pa
     assert train.main(_pretrain_args(dataset, "independent", out, "--dataset", str(other))) == 2
     err = capsys.readouterr().err
     assert "different mel front ends" in err and "hop_length: 1024 vs 512" in err
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), "hop_length": 1024, "window_samples": 32768})
+    )
+    assert train.main(_pretrain_args(dataset, "independent", out, "--dataset", str(other))) == 2
+    assert "record different audio windows" in capsys.readouterr().err
     assert not out.exists()
