@@ -40,25 +40,33 @@ def dataset_license(dataset: str) -> str:
     return "other"
 
 
-def _front_matter(tags: list[str], pipeline_tag: str, dataset: str, **metadata) -> str:
-    """The card's YAML block; only a Hub dataset is linked under `datasets` (a local folder is no Hub id)."""
-    hub = hub_dataset(dataset)
+def _front_matter(tags: list[str], pipeline_tag: str, datasets: str | list[str], **metadata) -> str:
+    """The card's YAML block; only Hub datasets are linked under `datasets` (a local folder is no Hub id). Weights
+    trained on several datasets carry their terms: one shared licence, else "other"."""
+    datasets = [datasets] if isinstance(datasets, str) else datasets
+    hubs = [hub[0] for hub in map(hub_dataset, datasets) if hub]
+    licenses = {dataset_license(d) for d in datasets}
     data = ModelCardData(
         library_name="transformers",
-        license=dataset_license(dataset),
+        license=licenses.pop() if len(licenses) == 1 else "other",
         pipeline_tag=pipeline_tag,
         tags=[*tags, "custom_code"],
-        datasets=[hub[0]] if hub else None,
+        datasets=hubs or None,
         **metadata,
     )
     return f"---\n{data.to_yaml()}\n---\n"
 
 
+def _dataset_names(result: dict) -> str:
+    """Hub id or folder name of each training dataset, joined: the eval results' dataset."""
+    hubs = [(d, hub_dataset(d)) for d in result.get("datasets") or [result["dataset"]]]
+    return " + ".join(hub[0] if hub else Path(d).name for d, hub in hubs)
+
+
 def _eval_result(
     result: dict, task: str, config: str, split: str, metric: str, name: str, value
 ) -> EvalResult:
-    hub = hub_dataset(result["dataset"])
-    dataset = hub[0] if hub else Path(result["dataset"]).name
+    dataset = _dataset_names(result)
     return EvalResult(
         task_type=task,
         dataset_type=dataset,
@@ -132,6 +140,10 @@ def launch_line(result: dict) -> str:
     )
 
 
+def _data_cell(result: dict) -> str:
+    return ", ".join(f"`{d}`" for d in result.get("datasets") or [result["dataset"]])
+
+
 def pretrain_card(result: dict, config) -> str:
     objective = result["objective"]
     last = result["history"][-1] if result["history"] else {}
@@ -143,7 +155,7 @@ def pretrain_card(result: dict, config) -> str:
     front = _front_matter(
         ["music", "audio", "contrastive", "music-clip", objective],
         card_pipeline_tag("MusicClipModel"),
-        result["dataset"],
+        result.get("datasets") or result["dataset"],
         base_model=result["args"].get("text_tower") or PACKAGED_TEXT_TOWER,
         model_name=f"MusicCLIP ({OBJECTIVE_LABELS[objective]})",
         eval_results=retrieval_results(result, last.get("heldout_recall")) or None,
@@ -157,7 +169,7 @@ with `AutoModel.from_pretrained(folder, trust_remote_code=True)`; the audio side
 
 | | |
 |---|---|
-| data | `{result["dataset"]}` captions config: {result["train_tracks"]} training tracks, {result["heldout_tracks"]} held out (grouped) |
+| data | {_data_cell(result)} captions config: {result["train_tracks"]} training tracks, {result["heldout_tracks"]} held out (grouped) |
 | text tower | {text_state} |
 | steps / epochs | {result["steps"]} / {result["epochs"]} |
 | audio window | {result["window_samples"]} samples at 16 kHz ({result["window_samples"] / 16000:.1f} s) |

@@ -114,6 +114,19 @@ class CaptionData:
             [self.sentences[i] for i in pick],
         )
 
+    @classmethod
+    def union(cls, parts: dict[str, CaptionData]) -> CaptionData:
+        """Several datasets' captions as one; ids become `dataset::id`, so two datasets' groups never merge."""
+        if len(parts) == 1:
+            return next(iter(parts.values()))
+        return cls(
+            [f"{name}::{t}" for name, part in parts.items() for t in part.track_ids],
+            [f"{name}::{g}" for name, part in parts.items() for g in part.group_ids],
+            [m for part in parts.values() for m in part.mels],
+            [c for part in parts.values() for c in part.captions],
+            [s for part in parts.values() for s in part.sentences],
+        )
+
 
 @dataclass
 class GenreSplit:
@@ -204,6 +217,28 @@ def dataset_feature_config(dataset: str) -> dict | None:
 
 
 MEL_KEYS = ("sampling_rate", "n_fft", "hop_length", "feature_size")
+
+
+def shared_feature_config(datasets: list[str]) -> dict | None:
+    """The front end several datasets' stored mels share (the first recorded one); mels of different front ends
+    cannot train one model, so any disagreement is refused. A folder that records none is checked by mel shape."""
+    first: tuple[str, dict] | None = None
+    for dataset in datasets:
+        config = dataset_feature_config(dataset)
+        if config is None:
+            continue
+        if first is None:
+            first = dataset, config
+            continue
+        diffs = [
+            f"{k}: {first[1].get(k)} vs {config.get(k)}" for k in MEL_KEYS if first[1].get(k) != config.get(k)
+        ]
+        if diffs:
+            raise InputError(
+                f"datasets {first[0]!r} and {dataset!r} were built with different mel front ends "
+                f"({'; '.join(diffs)}); rebuild one with the other's settings to pretrain on both"
+            )
+    return first[1] if first else None
 
 
 def check_mel_config(dataset_fe: dict | None, model_fe: dict, where: str) -> None:

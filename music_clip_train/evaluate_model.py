@@ -113,7 +113,8 @@ def _pretrained_scores(args: EvaluateArgs, device: torch.device) -> tuple:
     train_args = json.loads(trained.read_text())["args"] if trained.is_file() else {}
     holdout = args.holdout if args.holdout is not None else train_args.get("holdout", 0.1)
     seed = args.seed if args.seed is not None else train_args.get("seed", 0)
-    same_data = train_args.get("dataset") == args.dataset
+    # Pretrained on this dataset alone (a list since several datasets can pretrain one model; a str before).
+    same_data = train_args.get("dataset") in (args.dataset, [args.dataset])
     captions = load_captions(args.dataset, n_mels=fe.feature_size)
     _, held_idx = holdout_split(captions.group_ids, holdout, seed)
     held = captions.subset(held_idx)

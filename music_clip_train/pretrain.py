@@ -15,7 +15,7 @@ from . import launch, loop
 from .budgets import budgeted_epochs
 from .cards import pretrain_card
 from .collate import OBJECTIVES, PretrainCollator, flat_texts
-from .data import check_mel_config, dataset_feature_config, load_captions
+from .data import CaptionData, check_mel_config, dataset_feature_config, load_captions, shared_feature_config
 from .errors import InputError
 from .evaluation import audio_embeddings, pooled_texts, retrieval
 from .launch import HIDDEN
@@ -27,7 +27,13 @@ from .subsets import holdout_split
 
 @dataclass
 class PretrainArgs(launch.LaunchArgs):
-    dataset: str = field(metadata={"help": "dataset folder or Hub id (captions + genres configs)"})
+    dataset: list[str] = field(
+        metadata={
+            "help": "dataset folder(s) or Hub id(s) (captions config); several (`--dataset A B` or `--dataset A "
+            "--dataset B`) pretrain on their captions together",
+            "action": "extend",
+        }
+    )
     objective: str = field(metadata={"help": f"one of: {', '.join(OBJECTIVES)}"})
     output: str = field(metadata={"help": "model folder to write"})
     epochs: int = 10
@@ -67,6 +73,29 @@ class PretrainArgs(launch.LaunchArgs):
     debug_kill_after_step: int | None = field(
         default=None, repr=False, metadata=HIDDEN
     )  # SIGKILL after step k
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str):  # one dataset, as the sweep and older callers pass it
+            self.dataset = [self.dataset]
+
+
+def load_pretraining_captions(datasets: list[str]) -> tuple[CaptionData, dict | None]:
+    """The captions of every dataset as one (groups namespaced by dataset) and the mel front end they share."""
+    if not datasets or len(set(datasets)) != len(datasets):
+        raise InputError(f"--dataset needs one or more distinct datasets, got {datasets}")
+    dataset_fe = shared_feature_config(datasets)
+    n_mels = (dataset_fe or {}).get("feature_size")
+    return CaptionData.union({d: load_captions(d, n_mels=n_mels) for d in datasets}), dataset_fe
+
+
+def recorded_window(datasets: list[str], requested: int | None) -> int:
+    """--window-samples, else the window the datasets' builds recorded (they must agree)."""
+    windows = {(dataset_feature_config(d) or {}).get("window_samples") for d in datasets}
+    if requested is None and len(windows) > 1:
+        raise InputError(
+            f"the datasets record different audio windows ({sorted(windows, key=str)}); pass --window-samples"
+        )
+    return resolve_window_samples(requested, {"window_samples": windows.pop()} if windows else None)
 
 
 def freeze_unused_text_parts(model) -> None:
@@ -114,16 +143,16 @@ class PretrainSpec(loop.TrainingSpec):
 
     def setup(self, accelerator) -> loop.Parts:
         args = self.args
-        dataset_fe = dataset_feature_config(args.dataset)
-        data = load_captions(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
+        data, dataset_fe = load_pretraining_captions(args.dataset)
         train_idx, held_idx = holdout_split(data.group_ids, args.holdout, args.seed)
         self.train, self.held = data.subset(train_idx), data.subset(held_idx)
         if len(self.train) < 2:
             raise InputError(f"only {len(self.train)} captions track(s) left for training after the hold-out")
-        self.window_samples = resolve_window_samples(args.window_samples, dataset_fe)
+        self.window_samples = recorded_window(args.dataset, args.window_samples)
         model = new_pretrain_model(args.objective, self.window_samples, args.text_tower)
         self.processor = new_processor(model.config, *mel_statistics(self.train.mels), args.text_tower)
-        check_mel_config(dataset_fe, self.processor.feature_extractor.to_dict(), f"dataset {args.dataset!r}")
+        where = f"dataset(s) {', '.join(args.dataset)}"
+        check_mel_config(dataset_fe, self.processor.feature_extractor.to_dict(), where)
         model.to(accelerator.device)
         model.freeze_unused_heads()
         freeze_unused_text_parts(model)
@@ -222,7 +251,8 @@ class PretrainSpec(loop.TrainingSpec):
         args = self.args
         return {
             "objective": args.objective,
-            "dataset": args.dataset,
+            "dataset": ", ".join(args.dataset),  # one string, as one-dataset results always had
+            "datasets": args.dataset,
             "train_tracks": len(self.train),
             "heldout_tracks": len(self.held),
             "steps": progress.step,

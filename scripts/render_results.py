@@ -348,6 +348,85 @@ def benchmarks(results: Path) -> tuple[str, str]:
     return _table(["what", "command", "result", "measured"], rows), f"Source: {data['source']}."
 
 
+# The real-music table's rows: (row, sweep folder under docs/results/real-music/, objective). The baseline is the
+# renders-only sweep's un-pretrained cells; both sweeps share the dataset, sizes and seeds.
+REAL_MUSIC_ROWS = (
+    ("baseline (from scratch)", "renders-only", "none"),
+    ("renders-only IS", "renders-only", "independent"),
+    ("real+renders IS", "real-and-renders", "independent"),
+)
+
+
+def _real_music_f1(results: Path) -> dict[str, dict[int, list[float]]]:
+    """Row → N → every seed's test macro-F1."""
+    f1 = {}
+    for row, sweep, objective in REAL_MUSIC_ROWS:
+        cells = aggregate(load_cells(results / "real-music" / sweep))
+        f1[row] = {n: values for (o, n), values in cells.items() if o == objective}
+    return f1
+
+
+def real_music_fewshot(results: Path) -> tuple[str, str]:
+    f1 = _real_music_f1(results)
+    sizes = sorted({n for per_n in f1.values() for n in per_n})
+    rows = [
+        [row]
+        + [f"{np.mean(f1[row][n]):.3f} ± {np.std(f1[row][n]):.3f}" if n in f1[row] else "–" for n in sizes]
+        for row in f1
+    ]
+    return _table(["model \\ N"] + [str(n) for n in sizes], rows), (
+        "Test macro-F1 (soundtrack = package), mean ± population std over seeds; cell files under "
+        "`docs/results/real-music/<sweep>/<objective>/`."
+    )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def real_music_verdict(results: Path) -> tuple[str, str]:
+    """The target cell by cell: real+renders ≥ baseline + 0.05 at every N, ≥ 1.5× it at the smallest N, above
+    renders-only at every N."""
+    mean = {
+        row: {n: float(np.mean(v)) for n, v in per_n.items()}
+        for row, per_n in _real_music_f1(results).items()
+    }
+    base, renders, real = (mean[row] for row, _, _ in REAL_MUSIC_ROWS)
+    sizes = sorted(set(base) & set(renders) & set(real))
+    rows = []
+    for n in sizes:
+        ratio = real[n] / max(base[n], 1e-9)
+        rows.append(
+            [
+                str(n),
+                f"{_signed(round(real[n] - base[n], 3))}: {_verdict(real[n] >= base[n] + 0.05)}",
+                f"{ratio:.2f}×: {_verdict(ratio >= 1.5)}" if n == sizes[0] else "–",
+                f"{_signed(round(real[n] - renders[n], 3))}: {_verdict(real[n] > renders[n])}",
+            ]
+        )
+    header = [
+        "N",
+        "real+renders − baseline (≥ +0.05)",
+        "÷ baseline (≥ 1.5× at smallest N)",
+        "− renders-only (> 0)",
+    ]
+    return _table(header, rows), "Means over seeds of the table above."
+
+
+def real_music_retrieval(results: Path) -> tuple[str, str]:
+    rows = []
+    for path in sorted((results / "real-music" / "retrieval").glob("*.json")):
+        data = read_json(path)
+        t2m, tracks = data["retrieval"]["text_to_music"], data["heldout"]["tracks"]
+        rows.append(
+            [path.stem]
+            + [f"{t2m[f'recall@{k}']:.3f}" for k in (1, 5, 10)]
+            + [f"{tracks} ({min(10, tracks) / tracks:.3f})"]
+        )
+    header = ["checkpoint", "R@1", "R@5", "R@10", "held-out clips (chance R@10)"]
+    return _table(header, rows), "Text→music recall@k; files under `docs/results/real-music/retrieval/`."
+
+
 def _profile_block(name: str, part: str) -> Callable[[Path], tuple[str, str]]:
     def render(results: Path) -> tuple[str, str]:
         profile = Profile(results, name)
@@ -376,6 +455,9 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "calibration-summary": calibration_summary,
     "builds": builds,
     "benchmarks": benchmarks,
+    "real-music-fewshot": real_music_fewshot,
+    "real-music-verdict": real_music_verdict,
+    "real-music-retrieval": real_music_retrieval,
 }
 
 

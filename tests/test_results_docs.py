@@ -138,3 +138,35 @@ def test_readme_holds_no_history_dates_issue_numbers_or_commit_hashes():
     readme = (ROOT / "README.md").read_text()
     assert HISTORY.findall(readme) == []
     assert COMMIT_HASH.findall(readme) == []
+
+
+def test_real_music_blocks_render_the_three_rows_the_verdict_and_retrieval(tmp_path: Path):
+    results = tmp_path / "docs" / "results"
+    f1 = {("renders-only", "none"): 0.3, ("renders-only", "independent"): 0.35}
+    f1[("real-and-renders", "independent")] = 0.5
+    for (sweep, objective), value in f1.items():
+        for n in (12, 24):
+            for seed, delta in enumerate((-0.01, 0.01)):
+                bump = 0.2 if (sweep, n) == ("renders-only", 24) else 0.0  # baseline too good at N = 24
+                cell = _cell(objective, n, seed, value + delta + bump)
+                path = results / "real-music" / sweep / objective / f"n{n}-seed{seed}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(cell))
+    evaluation = {"retrieval": {"text_to_music": {"recall@1": 0.1, "recall@5": 0.3, "recall@10": 0.5}}}
+    (results / "real-music" / "retrieval").mkdir()
+    (results / "real-music" / "retrieval" / "renders-only.json").write_text(
+        json.dumps({**evaluation, "heldout": {"tracks": 40}})
+    )
+    (tmp_path / "README.md").write_text(
+        "".join(
+            f"<!-- results:real-music-{b} -->\n<!-- /results:real-music-{b} -->\n"
+            for b in ("fewshot", "verdict", "retrieval")
+        )
+    )
+    assert render.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| baseline (from scratch) | 0.300 ± 0.010 | 0.500 ± 0.010 |" in text
+    assert "| real+renders IS | 0.500 ± 0.010 | 0.500 ± 0.010 |" in text
+    assert "| 12 | +0.2: met | 1.67×: met | +0.15: met |" in text
+    assert "| 24 | +0: **missed** | – | −0.05: **missed** |" in text
+    assert "| renders-only | 0.100 | 0.300 | 0.500 | 40 (0.250) |" in text

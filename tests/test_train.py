@@ -167,6 +167,7 @@ def test_each_objective_pretrains_and_saves_a_loadable_folder(dataset, tmp_path,
     assert train.main(_pretrain_args(dataset, objective, out, "--epochs", "1")) == 0
     result = json.loads((out / "train_results.json").read_text())
     assert result["steps"] == 1 and result["train_tracks"] == 8 and result["heldout_tracks"] == 2
+    assert result["dataset"] == str(dataset)  # one dataset: its name, as before several could pretrain
     record = result["history"][0]
     assert np.isfinite(record["heldout_loss"])
     assert 0 <= record["heldout_recall"]["text_to_music"]["recall@1"] <= 1
@@ -532,3 +533,39 @@ def test_classifier_is_calibrated_and_evaluate_reports_ood(dataset, pretrained, 
     # Pure tones are nothing like the fixture's noise-like mels: all flagged, perfectly separated.
     assert ood["audio_dir"]["flag_rate"] == 1.0 and ood["auroc"] == 1.0
     assert set(ood["near_ood"]["per_style"]) == set(LABELS)
+
+
+def test_pretrain_on_two_datasets_trains_on_their_union_and_records_both(dataset, tmp_path, capsys) -> None:
+    from music_clip_train.pretrain import load_pretraining_captions
+
+    other = write_dataset(tmp_path / "other", seed=1)  # the same track and group ids as `dataset`
+    data, _ = load_pretraining_captions([str(dataset), str(other)])
+    assert len(data) == 20 and len(set(data.group_ids)) == 20  # namespaced by dataset: no group spans both
+    out, out_repeated = tmp_path / "both", tmp_path / "both-repeated"
+    both = _pretrain_args(dataset, "independent", out, "--epochs", "1")
+    both.insert(both.index(str(dataset)) + 1, str(other))  # --dataset A B
+    assert train.main(both) == 0
+    flags = ["--dataset", str(other), "--epochs", "1"]  # --dataset A ... --dataset B
+    assert train.main(_pretrain_args(dataset, "independent", out_repeated, *flags)) == 0
+    for folder in (out, out_repeated):
+        result = json.loads((folder / "train_results.json").read_text())
+        assert result["datasets"] == result["args"]["dataset"] == [str(dataset), str(other)]
+        assert result["train_tracks"] + result["heldout_tracks"] == 20
+        card = (folder / "README.md").read_text()
+        assert f"`{dataset}`, `{other}` captions config" in card
+
+
+def test_pretrain_refuses_datasets_with_different_mel_front_ends(dataset, tmp_path, capsys) -> None:
+    other = write_dataset(tmp_path / "other", seed=1)
+    config = other / "feature_extractor/preprocessor_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "hop_length": 512}))
+    out = tmp_path / "refused"
+    assert train.main(_pretrain_args(dataset, "independent", out, "--dataset", str(other))) == 2
+    err = capsys.readouterr().err
+    assert "different mel front ends" in err and "hop_length: 1024 vs 512" in err
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), "hop_length": 1024, "window_samples": 32768})
+    )
+    assert train.main(_pretrain_args(dataset, "independent", out, "--dataset", str(other))) == 2
+    assert "record different audio windows" in capsys.readouterr().err
+    assert not out.exists()
