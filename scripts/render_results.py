@@ -427,6 +427,26 @@ def real_music_retrieval(results: Path) -> tuple[str, str]:
     return _table(header, rows), "Text→music recall@k; files under `docs/results/real-music/retrieval/`."
 
 
+def descriptors(results: Path) -> tuple[str, str]:
+    """Descriptor accuracy and speed per candidate library (benchmarks/bench_descriptors.py)."""
+    data = read_json(results / "descriptors.json")
+    rows = [
+        [name, str(r["clips"]), f"{r['key_mirex']:.2f}", f"{r['tempo_acc1']:.2f}", f"{r['tempo_acc2']:.2f}",
+         f"{r['x_real_time']:.1f}"]
+        for name, r in data["results"].items()
+        if "key profile" not in name
+    ]  # fmt: skip
+    header = [
+        "candidate @ rate / ground truth",
+        "clips",
+        "key (MIREX)",
+        "tempo Acc1",
+        "tempo Acc2",
+        "× real time",
+    ]
+    return _table(header, rows), f"`{data['command']}` ({data['machine']})."
+
+
 def _profile_block(name: str, part: str) -> Callable[[Path], tuple[str, str]]:
     def render(results: Path) -> tuple[str, str]:
         profile = Profile(results, name)
@@ -455,6 +475,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "calibration-summary": calibration_summary,
     "builds": builds,
     "benchmarks": benchmarks,
+    "descriptors": descriptors,
     "real-music-fewshot": real_music_fewshot,
     "real-music-verdict": real_music_verdict,
     "real-music-retrieval": real_music_retrieval,
