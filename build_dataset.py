@@ -42,17 +42,10 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", choices=["small", "quick", "full"], default="small", help="music21/debian size")
     p.add_argument("--packages", nargs="+", help="debian source: only these packages of its manifest")
-    p.add_argument(
-        "--debian-part",
-        choices=["all", "pretrain", "heldout"],
-        default="all",
-        help="debian source: the packages for pretraining, or those held out for the real-music evaluation",
-    )
-    p.add_argument(
-        "--label-by-package",
-        action="store_true",
-        help="debian source: label each track by its package (genres config = soundtrack identification)",
-    )
+    part_help = "debian source: the packages for pretraining, or those held out for the real-music evaluation"
+    p.add_argument("--debian-part", choices=["all", "pretrain", "heldout"], default="all", help=part_help)
+    label_help = "debian source: label each track by its package (genres config = soundtrack identification)"
+    p.add_argument("--label-by-package", action="store_true", help=label_help)
     p.add_argument("--audio-dir", type=Path, help="folder of audio (folder source: one sub-folder per genre)")
     p.add_argument("--metadata", type=Path, help="manifest tracks.csv or tracks.jsonl (manifest source)")
     p.add_argument("--output", type=Path, required=True, help="dataset folder to write")

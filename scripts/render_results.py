@@ -231,11 +231,10 @@ def quick_stages(results: Path) -> tuple[str, str]:
 
 def quick_run_time(results: Path) -> tuple[str, str]:
     data = read_json(results / "quick-run.json")
-    text = (
-        f"set-up {data['setup_min']:.1f} min, then {data['to_report_min']:.1f} min up to the report: "
-        f"{data['total_min']:.1f} min from nothing"
+    setup, report, total = data["setup_min"], data["to_report_min"], data["total_min"]
+    return f"set-up {setup:.1f} min, then {report:.1f} min up to the report: {total:.1f} min from nothing", (
+        _provenance(data)
     )
-    return text, _provenance(data)
 
 
 def tests_run(results: Path) -> tuple[str, str]:

@@ -78,22 +78,18 @@ def load_manifest(path: Path = MANIFEST) -> list[PackageEntry]:
         refuse_reserved(name)
         if spec["size"] not in SIZES:
             raise ValueError(f"{path}: {name} has size {spec['size']!r}; use one of {SIZES}")
+        required = {key: spec[key] for key in ("version", "sha256", "size", "license", "attribution", "game")}
+        optional = {key: tuple(spec.get(key, ())) for key in ("exclude", "archives")}
         entries.append(
             PackageEntry(
                 name=name,
-                version=spec["version"],
-                sha256=spec["sha256"],
-                size=spec["size"],
                 music=tuple(spec["music"]),
-                license=spec["license"],
-                attribution=spec["attribution"],
-                game=spec["game"],
                 description=spec["description"],
+                **required,
+                **optional,
                 heldout=bool(spec.get("heldout", False)),
-                exclude=tuple(spec.get("exclude", ())),
-                archives=tuple(spec.get("archives", ())),
                 files=dict(spec.get("files", {})),
-            )
+            )  # fmt: skip
         )
     return entries
 
