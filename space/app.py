@@ -164,8 +164,8 @@ def credit(license: str, attribution: str) -> str:
     return " · ".join(filter(None, [license and f"licence {license}", attribution]))
 
 
-def build_ui(services: Services) -> gr.Blocks:
-    problems = services.problems
+def clip_handlers(services: Services) -> dict:
+    """The tabs that read one clip: its genre and its zero-shot labels."""
 
     @for_visitors
     def genre(path: str | None):
@@ -187,6 +187,12 @@ def build_ui(services: Services) -> gr.Blocks:
         return model.zero_shot(clip, labels), "\n\n".join(
             filter(None, [ood_note(model.out_of_distribution(clip)), scored])
         )
+
+    return {"genre": genre, "zero_shot": zero_shot}
+
+
+def library_handlers(services: Services) -> dict:
+    """The tabs that search the library or draw its map."""
 
     @for_visitors
     def search_text(query: str, k: float):
@@ -227,102 +233,121 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         return points, summary
 
+    return {"search_text": search_text, "search_clip": search_clip, "library_map": library_map}
+
+
+def _header(services: Services) -> None:
+    gr.Markdown(
+        "# MusicCLIP\nAn audio encoder pretrained against LLM pseudo-captions, then finetuned for genre. "
+        f"Upload or record a clip (files up to {MAX_UPLOAD_MB} MB; the first "
+        f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track; "
+        f"reading a file may take at most {services.cfg.request_seconds:g} s)."
+    )
+    gr.Markdown(
+        f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
+        f"`{', '.join(services.cfg.library)}`" + "".join(f"\n\n> ⚠️ {p}" for p in services.problems.values()),
+        elem_id="status",
+    )
+
+
+def _genre_tab(genre) -> None:
+    with gr.Tab("Genre", elem_id="tab-genre"):
+        with gr.Row():
+            with gr.Column():
+                genre_audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="genre-audio"
+                )
+                genre_button = gr.Button("Classify", variant="primary", elem_id="genre-button")
+            with gr.Column():
+                genre_label = gr.Label(label="Genre probabilities", elem_id="genre-label")
+                genre_note = gr.Markdown(elem_id="genre-note")
+        genre_mel = gr.Image(label="Mel spectrogram", elem_id="genre-mel", interactive=False)
+        genre_button.click(genre, genre_audio, [genre_label, genre_mel, genre_note], api_name="genre")
+
+
+def _zero_shot_tab(zero_shot) -> None:
+    with gr.Tab("Zero-shot", elem_id="tab-zero-shot"):
+        with gr.Row():
+            with gr.Column():
+                zs_audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="zs-audio"
+                )
+                zs_labels = gr.Textbox(
+                    value=DEFAULT_LABELS,
+                    label="Labels, separated by commas",
+                    lines=2,
+                    elem_id="zs-labels",
+                )
+                zs_button = gr.Button("Score labels", variant="primary", elem_id="zs-button")
+            with gr.Column():
+                zs_label = gr.Label(num_top_classes=10, label="Label scores", elem_id="zs-label")
+                zs_note = gr.Markdown(elem_id="zs-note")
+        zs_button.click(zero_shot, [zs_audio, zs_labels], [zs_label, zs_note], api_name="zero_shot")
+
+
+def _search_tab(search_text, search_clip) -> None:
+    with gr.Tab("Search", elem_id="tab-search"):
+        gr.Markdown("### Describe the music → tracks of the library")
+        with gr.Row():
+            query = gr.Textbox(
+                label="Description", placeholder="calm acoustic guitar", elem_id="search-query"
+            )
+            k_text = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="search-k")
+        text_button = gr.Button("Search", variant="primary", elem_id="search-button")
+        text_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Tracks", wrap=True, elem_id="search-results")
+        text_note = gr.Markdown(elem_id="search-note")
+        with gr.Column():
+            text_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+        text_button.click(
+            search_text, [query, k_text], [text_table, text_note, *text_players], api_name="search_text"
+        )
+        query.submit(search_text, [query, k_text], [text_table, text_note, *text_players], api_name=False)
+
+        gr.Markdown("### A clip → similar tracks and the captions that fit it")
+        with gr.Row():
+            clip_audio = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip-audio"
+            )
+            k_clip = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="clip-k")
+        clip_button = gr.Button("Find similar", variant="primary", elem_id="clip-button")
+        clip_note = gr.Markdown(elem_id="clip-note")
+        with gr.Row():
+            clip_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Similar tracks", wrap=True)
+            caption_table = gr.Dataframe(headers=CAPTION_COLUMNS, label="Best captions", wrap=True)
+        with gr.Column():
+            clip_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+        clip_button.click(
+            search_clip,
+            [clip_audio, k_clip],
+            [clip_table, caption_table, clip_note, *clip_players],
+            api_name="search_clip",
+        )
+
+
+def _map_tab(library_map) -> None:
+    with gr.Tab("Library map", elem_id="tab-map") as map_tab:
+        method = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-method")
+        scatter = gr.ScatterPlot(
+            x="x",
+            y="y",
+            color="genre",
+            tooltip=["title", "genre", "track_id", "license", "attribution"],
+            height=480,
+            elem_id="map",
+        )
+        map_note = gr.Markdown(elem_id="map-note")
+        method.change(library_map, method, [scatter, map_note], api_name="library_map")
+        map_tab.select(library_map, method, [scatter, map_note], api_name=False)
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    handlers = {**clip_handlers(services), **library_handlers(services)}
     with gr.Blocks(title="MusicCLIP", analytics_enabled=False) as demo:
-        gr.Markdown(
-            "# MusicCLIP\nAn audio encoder pretrained against LLM pseudo-captions, then finetuned for genre. "
-            f"Upload or record a clip (files up to {MAX_UPLOAD_MB} MB; the first "
-            f"{MAX_ANALYSED_SECONDS / 60:.1f} minutes are analysed; video files work through their audio track; "
-            f"reading a file may take at most {services.cfg.request_seconds:g} s)."
-        )
-        gr.Markdown(
-            f"Model `{services.cfg.model}` · classifier `{services.cfg.classifier}` · library "
-            f"`{', '.join(services.cfg.library)}`" + "".join(f"\n\n> ⚠️ {p}" for p in problems.values()),
-            elem_id="status",
-        )
-
-        with gr.Tab("Genre", elem_id="tab-genre"):
-            with gr.Row():
-                with gr.Column():
-                    genre_audio = gr.Audio(
-                        sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="genre-audio"
-                    )
-                    genre_button = gr.Button("Classify", variant="primary", elem_id="genre-button")
-                with gr.Column():
-                    genre_label = gr.Label(label="Genre probabilities", elem_id="genre-label")
-                    genre_note = gr.Markdown(elem_id="genre-note")
-            genre_mel = gr.Image(label="Mel spectrogram", elem_id="genre-mel", interactive=False)
-            genre_button.click(genre, genre_audio, [genre_label, genre_mel, genre_note], api_name="genre")
-
-        with gr.Tab("Zero-shot", elem_id="tab-zero-shot"):
-            with gr.Row():
-                with gr.Column():
-                    zs_audio = gr.Audio(
-                        sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="zs-audio"
-                    )
-                    zs_labels = gr.Textbox(
-                        value=DEFAULT_LABELS,
-                        label="Labels, separated by commas",
-                        lines=2,
-                        elem_id="zs-labels",
-                    )
-                    zs_button = gr.Button("Score labels", variant="primary", elem_id="zs-button")
-                with gr.Column():
-                    zs_label = gr.Label(num_top_classes=10, label="Label scores", elem_id="zs-label")
-                    zs_note = gr.Markdown(elem_id="zs-note")
-            zs_button.click(zero_shot, [zs_audio, zs_labels], [zs_label, zs_note], api_name="zero_shot")
-
-        with gr.Tab("Search", elem_id="tab-search"):
-            gr.Markdown("### Describe the music → tracks of the library")
-            with gr.Row():
-                query = gr.Textbox(
-                    label="Description", placeholder="calm acoustic guitar", elem_id="search-query"
-                )
-                k_text = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="search-k")
-            text_button = gr.Button("Search", variant="primary", elem_id="search-button")
-            text_table = gr.Dataframe(
-                headers=RESULT_COLUMNS, label="Tracks", wrap=True, elem_id="search-results"
-            )
-            text_note = gr.Markdown(elem_id="search-note")
-            with gr.Column():
-                text_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
-            text_button.click(
-                search_text, [query, k_text], [text_table, text_note, *text_players], api_name="search_text"
-            )
-            query.submit(search_text, [query, k_text], [text_table, text_note, *text_players], api_name=False)
-
-            gr.Markdown("### A clip → similar tracks and the captions that fit it")
-            with gr.Row():
-                clip_audio = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip-audio"
-                )
-                k_clip = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="clip-k")
-            clip_button = gr.Button("Find similar", variant="primary", elem_id="clip-button")
-            clip_note = gr.Markdown(elem_id="clip-note")
-            with gr.Row():
-                clip_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Similar tracks", wrap=True)
-                caption_table = gr.Dataframe(headers=CAPTION_COLUMNS, label="Best captions", wrap=True)
-            with gr.Column():
-                clip_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
-            clip_button.click(
-                search_clip,
-                [clip_audio, k_clip],
-                [clip_table, caption_table, clip_note, *clip_players],
-                api_name="search_clip",
-            )
-
-        with gr.Tab("Library map", elem_id="tab-map") as map_tab:
-            method = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-method")
-            scatter = gr.ScatterPlot(
-                x="x",
-                y="y",
-                color="genre",
-                tooltip=["title", "genre", "track_id", "license", "attribution"],
-                height=480,
-                elem_id="map",
-            )
-            map_note = gr.Markdown(elem_id="map-note")
-            method.change(library_map, method, [scatter, map_note], api_name="library_map")
-            map_tab.select(library_map, method, [scatter, map_note], api_name=False)
+        _header(services)
+        _genre_tab(handlers["genre"])
+        _zero_shot_tab(handlers["zero_shot"])
+        _search_tab(handlers["search_text"], handlers["search_clip"])
+        _map_tab(handlers["library_map"])
     return demo
 
 
