@@ -102,9 +102,9 @@ def real_music_data(profile: Profile, paths: ExperimentPaths) -> Path | None:
 
 
 def pretraining_datasets(profile: Profile, paths: ExperimentPaths) -> list[str]:
-    """The datasets the sweep pretrains on: the renders only, for now. The one place the real tracks
-    (`real_music_data`) join pretraining, once `train.py` pretrains on several datasets (`--dataset A B`)."""
-    return [str(paths.data)]
+    """The datasets the sweep pretrains on: the renders and, where built, the real tracks (the few-shot cells
+    use the renders' genres only)."""
+    return [str(dataset) for dataset in (paths.data, real_music_data(profile, paths)) if dataset]
 
 
 def space_libraries(profile: Profile, paths: ExperimentPaths) -> list[str]:
@@ -125,7 +125,9 @@ def stages(profile: Profile, paths: ExperimentPaths) -> list[tuple[str, list[str
 
     python, data, real = sys.executable, str(paths.data), str(real_music_data(profile, paths))
     one_epoch = ["--epochs", "1"] if profile.one_epoch else []
-    sweep = [python, "train.py", "sweep", "--dataset", *pretraining_datasets(profile, paths)]
+    renders, *real_parts = pretraining_datasets(profile, paths)
+    sweep = [python, "train.py", "sweep", "--dataset", renders]
+    sweep += ["--pretrain-dataset", *real_parts] if real_parts else []
     sweep += ["--output", str(paths.sweep), "--objectives", "none", *(profile.objectives or OBJECTIVES)]
     sweep += ["--sizes", *map(str, profile.sizes), "--seeds", *map(str, profile.seeds)]
     sweep += ["--profile", profile.budget, "--window-samples", str(CORPUS_WINDOW_SAMPLES)]

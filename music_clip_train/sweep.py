@@ -51,6 +51,11 @@ class SweepArgs(launch.LoopKnobs):
     pretrained_dir: str | None = field(
         default=None, metadata={"help": "folder with one pretrained checkpoint per objective"}
     )
+    pretrain_dataset: list[str] = field(
+        default_factory=list,
+        metadata={"help": "more datasets whose captions join --dataset's in pretraining (few-shot cells use "
+                  "--dataset only), e.g. the real-music source's pretraining part"},
+    )  # fmt: skip
     profile: str = field(
         default="full",
         metadata={
@@ -115,7 +120,7 @@ def ensure_pretrained(args: SweepArgs, objective: str, budget: dict) -> str:
     if not pretrained_complete(path):
         pretrain.run(
             pretrain.PretrainArgs(
-                dataset=args.dataset,
+                dataset=[args.dataset, *args.pretrain_dataset],
                 objective=objective,
                 output=str(path),
                 epochs=budget["pretrain_epochs"],

@@ -220,3 +220,6 @@ def test_real_music_is_built_after_the_corpus_and_served_except_in_the_smoke_run
     assert named[1][1][1:] == ["build_dataset.py", "--source", "debian", "--size", profile.size, "--debian-part",
                                "pretrain", "--clip-seconds", "15", "--output", real]  # fmt: skip
     assert "--warm-library" in warm and libraries == [str(paths.data), real]
+    sweep = next(command for _, command in named if "sweep" in command)
+    assert sweep[sweep.index("--dataset") + 1] == str(paths.data)  # few-shot cells: the renders' genres
+    assert sweep[sweep.index("--pretrain-dataset") + 1] == real  # pretraining: renders + real tracks

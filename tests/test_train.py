@@ -489,6 +489,19 @@ def test_sweep_pretrains_a_missing_checkpoint_itself(dataset, tmp_path, capsys) 
     assert "## Few-shot genre sweep" in (out / "pretrained" / "ntxent" / "README.md").read_text()
 
 
+def test_sweep_pretrains_on_its_dataset_and_the_extra_pretraining_datasets(dataset, tmp_path) -> None:
+    extra = write_dataset(tmp_path / "extra", n_captions=6, seed=1)
+    out = tmp_path / "sweep"
+    argv = (
+        f"sweep --dataset {dataset} --pretrain-dataset {extra} --output {out} --objectives ntxent --sizes 12"
+    )
+    argv += " --seeds 0 --profile quick --pretrain-epochs 1 --finetune-epochs 1 --batch-size 8"
+    assert train.main(argv.split()) == 0
+    checkpoint = json.loads((out / "pretrained" / "ntxent" / "train_results.json").read_text())
+    assert checkpoint["datasets"] == [str(dataset), str(extra)]
+    assert checkpoint["train_tracks"] + checkpoint["heldout_tracks"] == 10 + 6
+
+
 def test_example_budget_shortens_large_runs_and_their_head_only_phase() -> None:
     from music_clip_train.finetune import budgeted_schedule
 
