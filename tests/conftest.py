@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
-from llm_server import llm_server  # noqa: F401  (a fresh fake OpenAI-compatible server per test)
+# datasets keys its Arrow cache of a local folder by the folder's name, and every session's tmp folders have the
+# same names (ds0, ds1, ...): a cache shared between sessions hands one test another session's rows. Set before
+# anything imports datasets, which reads the variable once.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="musicclip-tests-datasets-")
+
+import pytest  # noqa: E402
+from llm_server import llm_server  # noqa: E402, F401  (a fresh fake OpenAI-compatible server per test)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
