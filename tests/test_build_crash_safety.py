@@ -84,6 +84,7 @@ def _stray_files(out: Path) -> list[str]:
     return unlisted + temps
 
 
+@pytest.mark.slow  # ~40 s / ~20 s: CI runs it with the slow tests
 def test_build_killed_while_writing_keeps_the_previous_build_whole(music_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
     assert build_dataset.main(_args(music_dir, out, "--seed", "1")) == 0

@@ -70,6 +70,7 @@ def test_finish_refuses_a_missing_or_mismatched_part(
     assert not (tmp_path / "ds" / "README.md").exists()  # nothing written from a refused finish
 
 
+@pytest.mark.slow  # ~40 s / ~20 s: CI runs it with the slow tests
 def test_a_killed_shard_resumes_and_two_shards_run_side_by_side(music_dir: Path, tmp_path: Path) -> None:
     source, out = ["--audio-dir", str(music_dir), *COMMON], tmp_path / "ds"
     command = [sys.executable, "build_dataset.py", *source, "--output", str(out)]
