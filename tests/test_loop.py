@@ -126,9 +126,10 @@ def test_sampler_splits_the_global_batch_without_duplicating_rows() -> None:
 
 
 def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    """Two real CPU processes (gloo), as the README launches them."""
+    """Two real CPU processes (gloo), as the README launches them; `--` keeps torchrun from reading the command's
+    flags (`--n`) as its own."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--"]
     return subprocess.run(
         [*command, str(REPO / "train.py"), *args],
         cwd=REPO,

@@ -8,15 +8,13 @@ has BERT's pooler, which the pooled output never reads (what DDP used to wait fo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import REPO, write_dataset
+from test_loop import _torchrun as torchrun
+from test_train import _pretrain_args, write_dataset
 
 import train
 
@@ -25,40 +23,13 @@ torch.set_num_threads(1)
 TOWER = ("audio_encoder.", "audio_projection.")  # the classifier's audio tower (frozen, then trained)
 
 
-def torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    """Two real CPU processes (gloo); `--` keeps torchrun from reading the command's flags (`--n`) as its own."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--"]
-    return subprocess.run(
-        [*command, str(REPO / "train.py"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("ds"))
 
 
 def pretrain_argv(dataset: Path, out: Path, tower: Path, *extra: str) -> list[str]:
-    return [
-        "pretrain",
-        "--dataset",
-        str(dataset),
-        "--objective",
-        "supcon",
-        "--output",
-        str(out),
-        "--holdout",
-        "0.2",
-        "--text-tower",
-        str(tower),
-        *extra,
-    ]
+    return _pretrain_args(dataset, "supcon", out, "--text-tower", str(tower), *extra)  # extra sets the batch
 
 
 @pytest.fixture(scope="module")
