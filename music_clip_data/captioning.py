@@ -90,6 +90,8 @@ class CaptionInput:
     template_sentences: list[str] | None = None  # the source's own three sentences for the template path
     # title, artist, genre, tags (the generic template), album, date, descriptors (the template and the LLM)
     facts: dict[str, Any] = field(default_factory=dict)
+    # False: the measured key and tempo join the source's sentences too
+    sentences_state_key_and_tempo: bool = True
 
 
 @dataclass
@@ -140,15 +142,16 @@ def cache_key(prompt: str, model: str | None, temperature: float | None) -> str:
 
 def template_caption(item: CaptionInput) -> list[str]:
     """The source's own three sentences, else three from real metadata (no invented content); either way with
-    the words the measured descriptors earn (`descriptors.in_words`). A source's own sentences state key and
-    tempo from what it knows (the score, the generation prompt), so only texture words are added to them."""
+    the words the measured descriptors earn (`descriptors.in_words`). A source whose sentences state key and
+    tempo from what it knows (the score, the generation prompt) gets only texture words added; the others get
+    the measured key and tempo too."""
     measured = item.facts.get("descriptors") or {}
     if item.template_sentences is not None:
         sentences = [s.strip() for s in item.template_sentences]
         if len(sentences) != N_SENTENCES or not all(sentences):
             raise ValueError(f"{item.key}: template_sentences must be {N_SENTENCES} non-empty sentences")
-        texture = in_words(measured, with_key_and_tempo=False)
-        return sentences[:-1] + [f"{sentences[-1]} It is {texture}."] if texture else sentences
+        words = in_words(measured, with_key_and_tempo=not item.sentences_state_key_and_tempo)
+        return sentences[:-1] + [f"{sentences[-1]} It is {words}."] if words else sentences
     facts = item.facts
     title, artist = str(facts.get("title") or "").strip(), str(facts.get("artist") or "").strip()
     tags = [str(t) for t in facts.get("tags") or [] if str(t).strip()]

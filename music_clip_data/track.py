@@ -27,8 +27,10 @@ class Track:
     genre: str | None = None  # a label given directly (folder name, style class); wins over tags
     role: Role | None = None  # which config the track belongs to; None lets the builder decide
     metadata: dict[str, Any] = field(default_factory=dict)  # source extras, stored as JSON (render params...)
-    # Three caption sentences from real metadata, if the source has them.
+    # Three caption sentences from real metadata, if the source has them, and whether they already state the
+    # key and tempo (a score or a generation prompt knows them; a shipped recording does not).
     template_sentences: list[str] | None = None
+    sentences_state_key_and_tempo: bool = True
 
     def __post_init__(self) -> None:
         self.audio_path = Path(self.audio_path)

@@ -201,3 +201,8 @@ def test_small_debian_build_has_package_license_attribution(small_debian_build: 
 def test_small_debian_build_has_descriptors(small_debian_build: Path) -> None:
     rows = _rows(small_debian_build)
     assert all(r["tempo_bpm"] is not None and r["tempo_bpm"] > 0 and r["key"] for r in rows)
+    # A recording's template caption says its measured key (its own sentences cannot know it).
+    from music_clip_data.descriptors import key_words
+
+    captioned = [r for r in rows if r.get("caption_source") == "template"]
+    assert captioned and all(key_words(r["key"]) in r["caption"] for r in captioned)

@@ -60,6 +60,9 @@ def test_words_and_template_captions() -> None:
     given = CaptionInput("a", "", [], ["One.", "Two.", "Three."], {"descriptors": loud})
     # A source's own sentences (music21, immich) know key and tempo: only texture words are added.
     assert template_caption(given) == ["One.", "Two.", "Three. It is a bright track, loud and dense."]
+    # A recording's sentences (the debian source) know neither: the measured key and tempo are said too.
+    recording = CaptionInput("r", "", [], ["One.", "Two.", "Three."], {"descriptors": loud}, False)
+    assert template_caption(recording)[-1] == "Three. It is a fast, bright track in A minor, loud and dense."
     generic = CaptionInput("b", "", ["pop"], None, {"title": "Hey", "genre": "pop", "descriptors": loud})
     assert template_caption(generic)[0] == '"Hey" is a fast, bright pop track in A minor, loud and dense.'
 

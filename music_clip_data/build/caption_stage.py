@@ -62,7 +62,11 @@ def caption_tracks(
         facts = {"title": t.title, "artist": t.artist, "genre": label, "tags": t.tags, **t.metadata}
         facts["descriptors"] = descriptors
         genres = list(t.tags) or ([label] if label else [])
-        inputs.append(CaptionInput(t.track_id, t.lyrics, genres, t.template_sentences, facts))
+        inputs.append(
+            CaptionInput(
+                t.track_id, t.lyrics, genres, t.template_sentences, facts, t.sentences_state_key_and_tempo
+            )
+        )
     return caption_many(inputs, settings)
 
 

@@ -62,7 +62,9 @@ def template_sentences(entry: PackageEntry, title: str, facts: dict[str, str]) -
     return [
         f'"{title}" is instrumental music{by} from the soundtrack of the free game {entry.game}.',
         f"{entry.game}: {entry.description.rstrip('.')}.",
-        f"A {facts.get('genre', 'game soundtrack').lower()} piece released under {facts['license']}.",
+        # The licence is a column, not a description: the last sentence says what the audio does (the
+        # measured descriptors are appended to it).
+        f"A {facts.get('genre', 'game soundtrack').lower()} piece.",
     ]
 
 
@@ -88,6 +90,7 @@ def make_track(entry: PackageEntry, version: str, relative: str, path: Path, lab
             **({"album": tags["album"]} if tags.get("album") else {}),
         },
         template_sentences=template_sentences(entry, title, {**facts, "artist": tags.get("artist", "")}),
+        sentences_state_key_and_tempo=False,
     )
 
 
