@@ -130,7 +130,7 @@ def stages(profile: Profile, paths: ExperimentPaths) -> list[tuple[str, list[str
     sweep += ["--pretrain-dataset", *real_parts] if real_parts else []
     sweep += ["--output", str(paths.sweep), "--objectives", "none", *(profile.objectives or OBJECTIVES)]
     sweep += ["--sizes", *map(str, profile.sizes), "--seeds", *map(str, profile.seeds)]
-    sweep += ["--profile", profile.budget, "--window-samples", str(CORPUS_WINDOW_SAMPLES)]
+    sweep += ["--budget", profile.budget, "--window-samples", str(CORPUS_WINDOW_SAMPLES)]
     sweep += ["--jobs", str(SWEEP_JOBS)]
     sweep += ["--pretrain-epochs", "1", "--finetune-epochs", "1"] if profile.one_epoch else []
     finetune = [python, "train.py", "finetune", "--dataset", data, "--init", str(paths.model)]

@@ -3,8 +3,8 @@
 Two words, one meaning each:
 - a *profile* is a whole run of the main job (`main_job.py --profile`, `./run.sh --profile`): which build, which
   objectives, N and seeds, and the training budget its runs use;
-- a *budget* is how long one training run may train (epochs, examples seen). The sweep names its budget with
-  `train.py sweep --profile` (its flag's historical name): the "full" profile trains under the "cpu" budget.
+- a *budget* is how long one training run may train (epochs, examples seen): `train.py sweep --budget` (also
+  accepted as `--profile`, the flag's first name); the "full" profile trains under the "cpu" budget.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Profile:
     objectives: tuple[str, ...]
     sizes: tuple[int, ...]
     seeds: tuple[int, ...]
-    budget: str  # a key of BUDGETS (train.py sweep --profile)
+    budget: str  # a key of BUDGETS (train.py sweep --budget)
     min_free_gb: float
     one_epoch: bool = False  # every stage trains one epoch (CI's smoke run)
     # Build the real-music source's pretraining part (`--source debian`: downloads Debian packages) right after

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from music_clip_common.experiment import BUDGETS as PROFILES  # the epoch budgets `--profile` names
+from music_clip_common.experiment import BUDGETS
 
 from . import finetune, launch, pretrain
 from .collate import OBJECTIVE_LABELS, OBJECTIVES
@@ -56,10 +56,11 @@ class SweepArgs(launch.LoopKnobs):
         metadata={"help": "more datasets whose captions join --dataset's in pretraining (few-shot cells use "
                   "--dataset only), e.g. the real-music source's pretraining part"},
     )  # fmt: skip
-    profile: str = field(
+    budget: str = field(
         default="full",
         metadata={
-            "choices": list(PROFILES),
+            "aliases": ["--profile"],  # the flag's first name: commands users already type keep working
+            "choices": list(BUDGETS),
             "help": "epoch budget: thesis-like 'full'; 'cpu' = the thesis schedule capped at 4,000 training "
             "examples per run (the README's table on 2 cores); 'quick' for the 30-minute CPU demo",
         },
@@ -87,8 +88,8 @@ def validate(args: SweepArgs) -> None:
     unknown = [o for o in args.objectives if o not in OBJECTIVE_LABELS]
     if unknown:
         raise InputError(f"unknown objective(s) {unknown}; choose from: {', '.join(OBJECTIVE_LABELS)}")
-    if args.profile not in PROFILES:
-        raise InputError(f"unknown profile {args.profile!r}; choose from: {', '.join(PROFILES)}")
+    if args.budget not in BUDGETS:
+        raise InputError(f"unknown budget {args.budget!r}; choose from: {', '.join(BUDGETS)}")
     if not args.seeds:
         raise InputError("no seeds given")
     launch.validate_knobs(args)
@@ -99,7 +100,7 @@ def validate(args: SweepArgs) -> None:
 
 
 def _budget(args: SweepArgs) -> dict:
-    budget = dict(PROFILES[args.profile])
+    budget = dict(BUDGETS[args.budget])
     for key in budget:
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
@@ -200,7 +201,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
     (output / "table.md").write_text(table)
     command = (
         f"train.py sweep --dataset {args.dataset} --objectives {' '.join(args.objectives)} --sizes "
-        f"{' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --profile {args.profile} "
+        f"{' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --budget {args.budget} "
         f"--output {args.output}"
         + (f" --window-samples {args.window_samples}" if args.window_samples else "")
         + (f" --pretrained-dir {args.pretrained_dir}" if args.pretrained_dir else "")

@@ -199,7 +199,7 @@ def test_pretraining_flags_are_made_in_one_place_the_sweep_under_the_profiles_bu
     # No second set of pretraining flags (`build_dataset.py --debian-part pretrain` only names the data's part).
     assert not any(command[1:3] == ["train.py", "pretrain"] for command in commands)
     sweep = next(command for command in commands if "sweep" in command)
-    assert sweep[sweep.index("--profile") + 1] == profile.budget and profile.budget in BUDGETS
+    assert sweep[sweep.index("--budget") + 1] == profile.budget and profile.budget in BUDGETS
     assert all(o in sweep for o in [START_OBJECTIVE, *profile.objectives])
 
 

@@ -495,7 +495,7 @@ def test_sweep_pretrains_on_its_dataset_and_the_extra_pretraining_datasets(datas
     argv = (
         f"sweep --dataset {dataset} --pretrain-dataset {extra} --output {out} --objectives ntxent --sizes 12"
     )
-    argv += " --seeds 0 --profile quick --pretrain-epochs 1 --finetune-epochs 1 --batch-size 8"
+    argv += " --seeds 0 --budget quick --pretrain-epochs 1 --finetune-epochs 1 --batch-size 8"
     assert train.main(argv.split()) == 0
     checkpoint = json.loads((out / "pretrained" / "ntxent" / "train_results.json").read_text())
     assert checkpoint["datasets"] == [str(dataset), str(extra)]

@@ -170,3 +170,13 @@ def test_a_run_recorded_before_the_knobs_existed_still_counts_as_finished(tmp_pa
     )  # defaults, or nothing the result shows
     assert finished_result(tmp_path / "results.json", {**now, "lr_scheduler_type": "linear"}) is None
     assert finished_result(tmp_path / "results.json", {**now, "mixed_precision": "bf16"}) is None
+
+
+def test_the_sweep_budget_flag_keeps_its_first_name() -> None:
+    """`--budget` names how long each run trains; `--profile`, the flag's first name, still means the same."""
+    import train
+
+    base = ["sweep", "--dataset", "d", "--output", "o"]
+    new = train.build_parser().parse_args([*base, "--budget", "cpu"])
+    old = train.build_parser().parse_args([*base, "--profile", "cpu"])
+    assert new.budget == old.budget == "cpu" and not hasattr(new, "profile")
