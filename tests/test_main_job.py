@@ -1,4 +1,7 @@
-"""The main job end to end at a tiny size (CI smoke): every stage's command, the report, and the Space answering."""
+"""The main job end to end at a tiny size (CI smoke): every stage's command, the report, and the Space answering.
+
+The end-to-end run takes about 3.5 minutes on 2 cores, so its tests are `slow` (CI runs them); the stage plan,
+the lock and the profiles' flags are checked in the default run."""
 
 import contextlib
 import fcntl
@@ -60,6 +63,7 @@ def smoke(tmp_path_factory, small_music21) -> dict:
     return {"root": root, "first": first, "seconds": time.perf_counter() - start}
 
 
+@pytest.mark.slow
 def test_every_stage_leaves_its_artifact(smoke):
     root = smoke["root"]
     runs = root / "runs" / "smoke"
@@ -78,6 +82,7 @@ def test_every_stage_leaves_its_artifact(smoke):
     assert evaluation  # retrieval and zero-shot numbers were written
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_everything(smoke):
     model = smoke["root"] / "runs" / "smoke" / "sweep" / "pretrained" / START_OBJECTIVE / "model.safetensors"
     before = model.stat().st_mtime_ns
@@ -88,6 +93,7 @@ def test_a_second_run_reuses_everything(smoke):
     assert time.perf_counter() - start < smoke["seconds"]
 
 
+@pytest.mark.slow
 def test_two_jobs_in_one_folder_are_refused(smoke):
     lock_path = smoke["root"] / "runs" / "smoke" / ".main_job.lock"
     with open(lock_path, "w") as held:
@@ -96,6 +102,7 @@ def test_two_jobs_in_one_folder_are_refused(smoke):
     assert refused.returncode != 0 and "another main job is running" in refused.stderr
 
 
+@pytest.mark.slow
 def test_the_space_serves_what_the_job_made(smoke, immich_tracks):
     root = smoke["root"]
     runs = root / "runs" / "smoke"
