@@ -133,16 +133,10 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
             audio, sampling_rate, target_rate=self.sampling_rate, max_seconds=max_seconds, check=check
         )
 
-    def prepare_waveform(
-        self,
-        audio: Any,
-        sampling_rate: int | None = None,
-        *,
-        max_seconds: float | None = MAX_SECONDS,
-        check: bool = True,
-    ) -> np.ndarray:
-        """Any clip (path, bytes or samples) → 1-D float32 at `self.sampling_rate`; see `load_audio`."""
-        return self.load_audio(audio, sampling_rate, max_seconds=max_seconds, check=check).waveform
+    def prepare_waveform(self, audio: Any, sampling_rate: int | None = None, **options: Any) -> np.ndarray:
+        """Any clip (path, bytes or samples) → 1-D float32 at `self.sampling_rate`; `options` and errors: see
+        `load_audio`."""
+        return self.load_audio(audio, sampling_rate, **options).waveform
 
     # -- stage 2: log-mel --------------------------------------------------------------------------------------
     def log_mel(self, waveform: np.ndarray) -> np.ndarray:
