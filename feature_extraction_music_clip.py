@@ -18,8 +18,10 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 
 try:
     from .audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+    from .configuration_music_clip import FRONT_END, window_frames
 except ImportError:
     from audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+    from configuration_music_clip import FRONT_END, window_frames
 
 
 @lru_cache(maxsize=8)
@@ -58,11 +60,11 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        feature_size: int = 64,
-        sampling_rate: int = 16000,
-        n_fft: int = 2048,
-        hop_length: int = 1024,
-        window_samples: int = 4_320_000,
+        feature_size: int = FRONT_END["n_mels"],
+        sampling_rate: int = FRONT_END["sampling_rate"],
+        n_fft: int = FRONT_END["n_fft"],
+        hop_length: int = FRONT_END["hop_length"],
+        window_samples: int = FRONT_END["window_samples"],
         multi_window: bool = True,
         max_windows: int = 64,
         mel_mean: list[float] | None = None,
@@ -107,7 +109,7 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def window_frames(self) -> int:
-        return self.window_samples // self.hop_length + 1
+        return window_frames(self.window_samples, self.hop_length)
 
     # -- stage 1: the one audio path (audio_music_clip): decode, downmix, resample, cut, clip, check -----------
     def load_audio(
