@@ -316,7 +316,7 @@ def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) ->
     return torch.multinomial(weights, 1, generator=generator).squeeze(1).to(allowed.device)
 
 
-def build_loss(config, matching_head: nn.Module | None = None) -> nn.Module:
+def build_loss(config, matching_head: nn.Module | None = None) -> Objective:
     """The loss a `MusicClipConfig` asks for."""
     if config.objective == "ntxent":
         return NTXentLoss(config.symmetric_loss)

@@ -5,7 +5,8 @@
 - the Hub files `*_music_clip.py` import only each other, the standard library and third-party packages (they
   travel alone to the Hub);
 - the training layer's `markers.py` and `ood_eval.py` do not reach into the dataset builder;
-- nothing imports `fcntl` (POSIX only: the project runs on Windows too; `filelock` locks).
+- nothing outside the tests imports `fcntl` (POSIX only: the project runs on Windows too; `filelock` locks; a
+  test may use it to probe filelock's POSIX lock).
 
 Each rule is a function of source text, so each test also shows its rule catching a violation.
 """
