@@ -366,24 +366,16 @@ def load_audio(
     return LoadedAudio(waveform, info)
 
 
-def load_waveform(
-    audio: Any,
-    sampling_rate: int | None = None,
-    *,
-    target_rate: int = TARGET_RATE,
-    max_seconds: float | None = MAX_SECONDS,
-    check: bool = True,
-) -> np.ndarray:
+def load_waveform(audio: Any, sampling_rate: int | None = None, **options: Any) -> np.ndarray:
     """A file path or bytes (any format FFmpeg reads), or samples with their `sampling_rate` (numpy, torch or a
     list; any supported dtype; 1-D, or 2-D with the shorter axis as channels) → 1-D float32 mono at
     `target_rate`, cut at `max_seconds`, clipped to ±1. With `check`, `check_waveform`'s rules apply.
+    `options` are `load_audio`'s keywords (`target_rate`, `max_seconds`, `check`) with its defaults.
 
     Raises `AudioRejected` (a `ValueError`) for audio the model cannot use, with a message for the person who
     gave it, and `ValueError` for a wrong call (no or bad `sampling_rate`, bad shape or dtype).
     """
-    return load_audio(
-        audio, sampling_rate, target_rate=target_rate, max_seconds=max_seconds, check=check
-    ).waveform
+    return load_audio(audio, sampling_rate, **options).waveform
 
 
 __all__ = [

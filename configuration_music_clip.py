@@ -26,6 +26,18 @@ MINILM_TEXT_CONFIG: dict[str, Any] = {
 }
 
 
+# The log-mel front end and the CNN window, stated once: the config's defaults and the feature extractor's
+# (thesis Fig. 15: 16 kHz, n_fft 2048, hop 1024, 64 mels; a window of 4,320,000 samples = 4.5 min = 4219 frames).
+FRONT_END: dict[str, int] = dict(
+    sampling_rate=16000, n_fft=2048, hop_length=1024, n_mels=64, window_samples=4_320_000
+)
+
+
+def window_frames(window_samples: int, hop_length: int) -> int:
+    """Mel frames per CNN window (centred STFT): 4219 for the thesis window."""
+    return window_samples // hop_length + 1
+
+
 def conv_output_frames(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
@@ -33,9 +45,10 @@ def conv_output_frames(size: int, kernel: int, stride: int, padding: int) -> int
 class MusicClipConfig(PretrainedConfig):
     r"""
     Args:
-        sampling_rate, n_fft, hop_length, n_mels: the log-mel front end (thesis Fig. 15: 16 kHz, 2048, 1024, 64).
-        window_samples: samples per CNN window (thesis: 4,320,000 = 4.5 min = 4219 frames). Longer clips are
-            covered by several windows whose embeddings are pooled.
+        sampling_rate, n_fft, hop_length, n_mels: the log-mel front end (keywords; defaults: `FRONT_END`, the
+            thesis' 16 kHz, 2048, 1024, 64).
+        window_samples: samples per CNN window (keyword; thesis: 4,320,000 = 4.5 min = 4219 frames). Longer clips
+            are covered by several windows whose embeddings are pooled.
         audio_conv_channels / _kernels / _strides / _batchnorm, audio_conv_padding: the CNN of thesis Fig. 16;
             each block is Conv2d (+ BatchNorm) + ReLU + MaxPool2d(2).
         text_config: the text tower's config (dict with `model_type` or a `PretrainedConfig`); default MiniLM.
@@ -62,11 +75,6 @@ class MusicClipConfig(PretrainedConfig):
 
     def __init__(
         self,
-        sampling_rate: int = 16000,
-        n_fft: int = 2048,
-        hop_length: int = 1024,
-        n_mels: int = 64,
-        window_samples: int = 4_320_000,
         audio_conv_channels: Sequence[int] = (16, 32, 64, 128),
         audio_conv_kernels: Sequence[int] = (3, 3, 5, 5),
         audio_conv_strides: Sequence[int] = (1, 2, 2, 1),
@@ -101,11 +109,8 @@ class MusicClipConfig(PretrainedConfig):
             text_config = CONFIG_MAPPING[model_type](**text_config)
         self.text_config = text_config
 
-        self.sampling_rate = sampling_rate
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.window_samples = window_samples
+        for name, default in FRONT_END.items():  # the front end's keywords arrive in kwargs
+            setattr(self, name, kwargs.pop(name, default))
         self.audio_conv_channels = list(audio_conv_channels)
         self.audio_conv_kernels = list(audio_conv_kernels)
         self.audio_conv_strides = list(audio_conv_strides)
@@ -133,7 +138,7 @@ class MusicClipConfig(PretrainedConfig):
     @property
     def window_frames(self) -> int:
         """Mel frames per CNN window (centred STFT): 4219 for the thesis window."""
-        return self.window_samples // self.hop_length + 1
+        return window_frames(self.window_samples, self.hop_length)
 
     @property
     def audio_output_shape(self) -> tuple[int, int, int]:
@@ -156,11 +161,7 @@ class MusicClipConfig(PretrainedConfig):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
         for name in (
-            "sampling_rate",
-            "n_fft",
-            "hop_length",
-            "n_mels",
-            "window_samples",
+            *FRONT_END,
             "text_max_length",
             "projection_hidden_size",
             "projection_dim",

@@ -18,8 +18,10 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 
 try:
     from .audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+    from .configuration_music_clip import FRONT_END, window_frames
 except ImportError:
     from audio_music_clip import MAX_SECONDS, AudioRejected, LoadedAudio, is_encoded, load_audio
+    from configuration_music_clip import FRONT_END, window_frames
 
 
 @lru_cache(maxsize=8)
@@ -58,11 +60,11 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        feature_size: int = 64,
-        sampling_rate: int = 16000,
-        n_fft: int = 2048,
-        hop_length: int = 1024,
-        window_samples: int = 4_320_000,
+        feature_size: int = FRONT_END["n_mels"],
+        sampling_rate: int = FRONT_END["sampling_rate"],
+        n_fft: int = FRONT_END["n_fft"],
+        hop_length: int = FRONT_END["hop_length"],
+        window_samples: int = FRONT_END["window_samples"],
         multi_window: bool = True,
         max_windows: int = 64,
         mel_mean: list[float] | None = None,
@@ -107,7 +109,7 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def window_frames(self) -> int:
-        return self.window_samples // self.hop_length + 1
+        return window_frames(self.window_samples, self.hop_length)
 
     # -- stage 1: the one audio path (audio_music_clip): decode, downmix, resample, cut, clip, check -----------
     def load_audio(
@@ -133,16 +135,10 @@ class MusicClipFeatureExtractor(SequenceFeatureExtractor):
             audio, sampling_rate, target_rate=self.sampling_rate, max_seconds=max_seconds, check=check
         )
 
-    def prepare_waveform(
-        self,
-        audio: Any,
-        sampling_rate: int | None = None,
-        *,
-        max_seconds: float | None = MAX_SECONDS,
-        check: bool = True,
-    ) -> np.ndarray:
-        """Any clip (path, bytes or samples) → 1-D float32 at `self.sampling_rate`; see `load_audio`."""
-        return self.load_audio(audio, sampling_rate, max_seconds=max_seconds, check=check).waveform
+    def prepare_waveform(self, audio: Any, sampling_rate: int | None = None, **options: Any) -> np.ndarray:
+        """Any clip (path, bytes or samples) → 1-D float32 at `self.sampling_rate`; `options` and errors: see
+        `load_audio`."""
+        return self.load_audio(audio, sampling_rate, **options).waveform
 
     # -- stage 2: log-mel --------------------------------------------------------------------------------------
     def log_mel(self, waveform: np.ndarray) -> np.ndarray:

@@ -133,21 +133,50 @@ def shared_generator(generator: torch.Generator | None, device: torch.device) ->
     return torch.Generator().manual_seed(int(seed.item()))
 
 
-class NTXentLoss(nn.Module):
+class Objective(nn.Module):
+    """The one call shape of every objective: check and gather the batch (`global_batch`), then `score` it."""
+
+    def forward(
+        self, audio_z, text_z, text_audio_index, logit_scale=None, audio_group=None, generator=None
+    ) -> torch.Tensor:
+        return self.score(
+            global_batch(audio_z, text_z, text_audio_index, audio_group), logit_scale, generator
+        )
+
+    def score(self, batch: GlobalBatch, logit_scale, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _Contrastive(Objective):
+    """A softmax over texts per audio anchor; `symmetric` (CLIP form) averages in the text→audio direction."""
+
+    def __init__(self, symmetric: bool = True) -> None:
+        super().__init__()
+        self.symmetric = symmetric
+
+    def score(self, batch: GlobalBatch, logit_scale, generator: torch.Generator | None) -> torch.Tensor:
+        loss, logits, text_targets = self.audio_to_text(batch, logit_scale)
+        if self.symmetric:
+            loss = (loss + F.cross_entropy(logits.T, text_targets)) / 2
+        return loss
+
+    def audio_to_text(
+        self, batch: GlobalBatch, logit_scale
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The audio→text loss, its logits (anchors × texts) and each text's positive anchor (a column of them)."""
+        raise NotImplementedError
+
+
+class NTXentLoss(_Contrastive):
     """1-Text (thesis 4.4.1): each pair (audio of text m, text m) against the other pairs of the batch.
 
     Pairs of the same group other than the pair itself are masked out of the denominator (they are not
     negatives). Symmetric (CLIP) by default; `symmetric=False` keeps the thesis' audio→text form.
     """
 
-    def __init__(self, symmetric: bool = True) -> None:
-        super().__init__()
-        self.symmetric = symmetric
-
-    def forward(
-        self, audio_z, text_z, text_audio_index, logit_scale, audio_group=None, generator=None
-    ) -> torch.Tensor:
-        batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
+    def audio_to_text(
+        self, batch: GlobalBatch, logit_scale
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = batch.text_audio_index
         audio = F.normalize(batch.audio_z, dim=-1)[index]  # one audio row per pair
         text = F.normalize(batch.text_z, dim=-1)
@@ -155,10 +184,7 @@ class NTXentLoss(nn.Module):
         eye = torch.eye(len(text), dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(batch.same_group()[index] & ~eye, float("-inf"))
         targets = torch.arange(len(text), device=logits.device)
-        loss = F.cross_entropy(logits, targets)
-        if self.symmetric:
-            loss = (loss + F.cross_entropy(logits.T, targets)) / 2
-        return loss
+        return F.cross_entropy(logits, targets), logits, targets
 
 
 class IndependentPairsLoss(NTXentLoss):
@@ -169,7 +195,7 @@ class IndependentPairsLoss(NTXentLoss):
     """
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(_Contrastive):
     """SCL (thesis 4.4.2): each audio anchor against all texts, positives = the texts of its own row.
 
     Log-probabilities are averaged over the positives (SupCon's "out" form, so the scale does not grow with the
@@ -177,14 +203,9 @@ class SupConLoss(nn.Module):
     Texts of other rows of the anchor's group are neither positives nor negatives (masked out).
     """
 
-    def __init__(self, symmetric: bool = True) -> None:
-        super().__init__()
-        self.symmetric = symmetric
-
-    def forward(
-        self, audio_z, text_z, text_audio_index, logit_scale, audio_group=None, generator=None
-    ) -> torch.Tensor:
-        batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
+    def audio_to_text(
+        self, batch: GlobalBatch, logit_scale
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = (
             logit_scale * F.normalize(batch.audio_z, dim=-1) @ F.normalize(batch.text_z, dim=-1).T
         )  # (B, M)
@@ -195,9 +216,7 @@ class SupConLoss(nn.Module):
         logits = logits.masked_fill(batch.same_group() & ~positives, float("-inf"))
         log_prob = logits.log_softmax(dim=1)
         loss = -log_prob.masked_fill(~positives, 0.0).sum(1).div(counts).mean()
-        if self.symmetric:
-            loss = (loss + F.cross_entropy(logits.T, batch.text_audio_index)) / 2
-        return loss
+        return loss, logits, batch.text_audio_index
 
 
 def _positive_and_negative(batch: GlobalBatch, generator: torch.Generator | None):
@@ -228,7 +247,20 @@ def is_skipped_batch(loss: torch.Tensor | None) -> bool:
     return bool(getattr(loss, "no_usable_pair", False))
 
 
-class StochasticTripletLoss(nn.Module):
+class _SampledPairs(Objective):
+    """Per audio row one sampled positive and one sampled negative text (`_positive_and_negative`), then
+    `score_pairs` on them; `usable` marks the rows that have both."""
+
+    def score(self, batch: GlobalBatch, logit_scale, generator: torch.Generator | None) -> torch.Tensor:
+        return self.score_pairs(batch, *_positive_and_negative(batch, generator))
+
+    def score_pairs(
+        self, batch: GlobalBatch, positive: torch.Tensor, negative: torch.Tensor, usable: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class StochasticTripletLoss(_SampledPairs):
     """STL (thesis 4.4.2): per audio, one positive sentence sampled uniformly from its own track and one negative
     sampled uniformly from the texts of other groups in the batch; hinge on the distance gap.
 
@@ -242,11 +274,9 @@ class StochasticTripletLoss(nn.Module):
         self.margin = margin
         self.distance = distance
 
-    def forward(
-        self, audio_z, text_z, text_audio_index, logit_scale=None, audio_group=None, generator=None
+    def score_pairs(
+        self, batch: GlobalBatch, positive: torch.Tensor, negative: torch.Tensor, usable: torch.Tensor
     ) -> torch.Tensor:
-        batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
-        positive, negative, usable = _positive_and_negative(batch, generator)
         audio = F.normalize(batch.audio_z, dim=-1)
         text = F.normalize(batch.text_z, dim=-1)
         cos_pos = (audio * text[positive]).sum(-1)
@@ -256,7 +286,7 @@ class StochasticTripletLoss(nn.Module):
         return hinge[usable].mean() if usable.any() else no_usable_pair(hinge.sum())
 
 
-class MatchingLoss(nn.Module):
+class MatchingLoss(_SampledPairs):
     """SMM (thesis 4.4.3): a binary head on concatenated z embeddings says whether audio and text belong together.
 
     Every audio gets one true pair (a sentence of its own track, sampled uniformly) and one shuffled pair (a text of
@@ -267,11 +297,9 @@ class MatchingLoss(nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(
-        self, audio_z, text_z, text_audio_index, logit_scale=None, audio_group=None, generator=None
+    def score_pairs(
+        self, batch: GlobalBatch, positive: torch.Tensor, negative: torch.Tensor, usable: torch.Tensor
     ) -> torch.Tensor:
-        batch = global_batch(audio_z, text_z, text_audio_index, audio_group)
-        positive, negative, usable = _positive_and_negative(batch, generator)
         texts = torch.cat([positive, negative])
         audio = torch.cat([batch.audio_z, batch.audio_z])
         logits = self.head(torch.cat([audio, batch.text_z[texts]], dim=-1)).squeeze(-1)
@@ -288,7 +316,7 @@ def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) ->
     return torch.multinomial(weights, 1, generator=generator).squeeze(1).to(allowed.device)
 
 
-def build_loss(config, matching_head: nn.Module | None = None) -> nn.Module:
+def build_loss(config, matching_head: nn.Module | None = None) -> Objective:
     """The loss a `MusicClipConfig` asks for."""
     if config.objective == "ntxent":
         return NTXentLoss(config.symmetric_loss)

@@ -19,19 +19,31 @@ thresholds of `WORD_THRESHOLDS`, written once here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-# Column name → `datasets` value type: the builder's rows carry these as top-level columns.
-DESCRIPTOR_COLUMNS: dict[str, str] = {
-    "tempo_bpm": "float32",
-    "key": "string",
-    "loudness_lufs": "float32",
-    "dynamic_range_db": "float32",
-    "brightness_hz": "float32",
-    "onset_rate": "float32",
+
+@dataclass(frozen=True)
+class Descriptor:
+    """One measured column: its `datasets` value type, and how an LLM prompt names it and writes its value."""
+
+    dtype: str
+    label: str
+    value_format: str
+
+
+# The builder's rows carry these as top-level columns; prompts list them in this order (`as_facts`).
+DESCRIPTORS: dict[str, Descriptor] = {
+    "tempo_bpm": Descriptor("float32", "tempo", "{:.0f} BPM"),
+    "key": Descriptor("string", "key", "{}"),
+    "loudness_lufs": Descriptor("float32", "loudness", "{:.1f} LUFS"),
+    "dynamic_range_db": Descriptor("float32", "loudness range", "{:.1f} LU"),
+    "brightness_hz": Descriptor("float32", "spectral centroid", "{:.0f} Hz"),
+    "onset_rate": Descriptor("float32", "onsets", "{:.1f} per second"),
 }
+DESCRIPTOR_COLUMNS: dict[str, str] = {name: d.dtype for name, d in DESCRIPTORS.items()}  # → `datasets` type
 # Stored with every cached decode result: a cache entry measured by another version is measured again.
 DESCRIPTORS_VERSION = "essentia-2.1b6+librosa-0.11/2"  # words are not cached: not in it
 KEY_PROFILE = "bgate"
@@ -191,17 +203,9 @@ def in_words(descriptors: Mapping[str, Any], with_key_and_tempo: bool = True, no
 
 def as_facts(descriptors: Mapping[str, Any]) -> str:
     """The measured values as one line for an LLM prompt ("" when none was measured)."""
-    units = {
-        "tempo_bpm": ("tempo", "{:.0f} BPM"),
-        "key": ("key", "{}"),
-        "loudness_lufs": ("loudness", "{:.1f} LUFS"),
-        "dynamic_range_db": ("loudness range", "{:.1f} LU"),
-        "brightness_hz": ("spectral centroid", "{:.0f} Hz"),
-        "onset_rate": ("onsets", "{:.1f} per second"),
-    }
     parts = [
-        f"{label} {fmt.format(descriptors[k])}"
-        for k, (label, fmt) in units.items()
-        if descriptors.get(k) is not None
+        f"{d.label} {d.value_format.format(descriptors[name])}"
+        for name, d in DESCRIPTORS.items()
+        if descriptors.get(name) is not None
     ]
     return "; ".join(parts)

@@ -7,8 +7,9 @@ corpus is a few hundred MB at most) and windows them per batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, get_dataset_config_names, load_dataset
@@ -92,27 +93,32 @@ def _mels(split: Dataset, n_mels: int | None, where: str) -> list[np.ndarray]:
 
 
 @dataclass
-class CaptionData:
-    """The captions config in memory: one mel, one joined caption and three sentences per track."""
+class TrackRows:
+    """Columns of one value per track (the common columns in memory); a subclass adds its own columns."""
 
     track_ids: list[str]
     group_ids: list[str]
     mels: list[np.ndarray]
-    captions: list[str]
-    sentences: list[list[str]]
 
     def __len__(self) -> int:
         return len(self.track_ids)
 
-    def subset(self, indices: list[int] | np.ndarray) -> CaptionData:
+    def subset(self, indices: list[int] | np.ndarray) -> Self:
+        """The rows at `indices`, in that order, in every column."""
         pick = [int(i) for i in indices]
-        return CaptionData(
-            [self.track_ids[i] for i in pick],
-            [self.group_ids[i] for i in pick],
-            [self.mels[i] for i in pick],
-            [self.captions[i] for i in pick],
-            [self.sentences[i] for i in pick],
-        )
+        return type(self)(**{f.name: _rows(getattr(self, f.name), pick) for f in fields(self)})
+
+
+def _rows(column: list | np.ndarray, pick: list[int]) -> list | np.ndarray:
+    return column[pick] if isinstance(column, np.ndarray) else [column[i] for i in pick]
+
+
+@dataclass
+class CaptionData(TrackRows):
+    """The captions config in memory: one mel, one joined caption and three sentences per track."""
+
+    captions: list[str]
+    sentences: list[list[str]]
 
     @classmethod
     def union(cls, parts: dict[str, CaptionData]) -> CaptionData:
@@ -129,23 +135,8 @@ class CaptionData:
 
 
 @dataclass
-class GenreSplit:
-    track_ids: list[str]
-    group_ids: list[str]
-    mels: list[np.ndarray]
+class GenreSplit(TrackRows):
     labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.track_ids)
-
-    def subset(self, indices: list[int] | np.ndarray) -> GenreSplit:
-        pick = [int(i) for i in indices]
-        return GenreSplit(
-            [self.track_ids[i] for i in pick],
-            [self.group_ids[i] for i in pick],
-            [self.mels[i] for i in pick],
-            self.labels[pick],
-        )
 
 
 @dataclass

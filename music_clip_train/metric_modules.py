@@ -13,8 +13,8 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics"  # shipped as package 
 
 @cache
 def load_metric(name: str) -> evaluate.EvaluationModule:
-    path = METRICS_DIR / name
-    if not (path / f"{name}.py").is_file():
+    path = METRICS_DIR / f"{name}.py"
+    if not path.is_file():
         raise FileNotFoundError(
             f"metric module {name!r} not found at {path} (is the project checkout complete?)"
         )

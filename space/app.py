@@ -250,13 +250,21 @@ def _header(services: Services) -> None:
     )
 
 
+def _clip_input(elem_id: str) -> gr.Audio:
+    """Where a visitor gives a clip: an upload or a recording, handed over as a file path."""
+    return gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip", elem_id=elem_id)
+
+
+def _players() -> list[gr.Audio]:
+    """Hidden players, one per possible result; `players` fills and shows as many as there are hits."""
+    return [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+
+
 def _genre_tab(genre) -> None:
     with gr.Tab("Genre", elem_id="tab-genre"):
         with gr.Row():
             with gr.Column():
-                genre_audio = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="genre-audio"
-                )
+                genre_audio = _clip_input("genre-audio")
                 genre_button = gr.Button("Classify", variant="primary", elem_id="genre-button")
             with gr.Column():
                 genre_label = gr.Label(label="Genre probabilities", elem_id="genre-label")
@@ -269,9 +277,7 @@ def _zero_shot_tab(zero_shot) -> None:
     with gr.Tab("Zero-shot", elem_id="tab-zero-shot"):
         with gr.Row():
             with gr.Column():
-                zs_audio = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="zs-audio"
-                )
+                zs_audio = _clip_input("zs-audio")
                 zs_labels = gr.Textbox(
                     value=DEFAULT_LABELS,
                     label="Labels, separated by commas",
@@ -297,7 +303,7 @@ def _search_tab(search_text, search_clip) -> None:
         text_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Tracks", wrap=True, elem_id="search-results")
         text_note = gr.Markdown(elem_id="search-note")
         with gr.Column():
-            text_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+            text_players = _players()
         text_button.click(
             search_text, [query, k_text], [text_table, text_note, *text_players], api_name="search_text"
         )
@@ -305,9 +311,7 @@ def _search_tab(search_text, search_clip) -> None:
 
         gr.Markdown("### A clip → similar tracks and the captions that fit it")
         with gr.Row():
-            clip_audio = gr.Audio(
-                sources=["upload", "microphone"], type="filepath", label="Clip", elem_id="clip-audio"
-            )
+            clip_audio = _clip_input("clip-audio")
             k_clip = gr.Slider(1, MAX_RESULTS, value=5, step=1, label="Results", elem_id="clip-k")
         clip_button = gr.Button("Find similar", variant="primary", elem_id="clip-button")
         clip_note = gr.Markdown(elem_id="clip-note")
@@ -315,7 +319,7 @@ def _search_tab(search_text, search_clip) -> None:
             clip_table = gr.Dataframe(headers=RESULT_COLUMNS, label="Similar tracks", wrap=True)
             caption_table = gr.Dataframe(headers=CAPTION_COLUMNS, label="Best captions", wrap=True)
         with gr.Column():
-            clip_players = [gr.Audio(visible=False, interactive=False) for _ in range(MAX_RESULTS)]
+            clip_players = _players()
         clip_button.click(
             search_clip,
             [clip_audio, k_clip],

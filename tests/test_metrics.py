@@ -14,7 +14,7 @@ def test_modules_load_by_path_from_any_cwd(tmp_path, monkeypatch) -> None:
     load_metric.cache_clear()
     assert load_metric("macro_f1").name == "macro_f1"
     assert load_metric("retrieval").name == "retrieval"
-    assert (METRICS_DIR / "macro_f1" / "macro_f1.py").is_file()
+    assert (METRICS_DIR / "macro_f1.py").is_file()
 
 
 def test_macro_f1_matches_sklearn() -> None:

@@ -12,6 +12,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from .thesis_metric import thesis_metric
+
 _DESCRIPTION = """Recall@k, mean average precision at 10 and median rank of the first relevant candidate."""
 
 _KWARGS_DESCRIPTION = """
@@ -22,12 +24,10 @@ Args:
 Returns:
     recall@k for each k, map@10, median_rank, mean_rank, num_queries, num_candidates.
 Examples:
-    >>> metric = evaluate.load("music_clip_train/metrics/retrieval")
+    >>> metric = evaluate.load("music_clip_train/metrics/retrieval.py")
     >>> metric.compute(predictions=[[0.9, 0.1], [0.2, 0.8]], references=[[0], [1]])["recall@1"]
     1.0
 """
-
-_CITATION = """@misc{musicclip_thesis, title={Multimodal Pretraining for Music Audio}, note={section 5.1}}"""
 
 
 def _ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
@@ -38,21 +38,16 @@ def _ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     return ranks
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@thesis_metric(
+    _DESCRIPTION,
+    _KWARGS_DESCRIPTION,
+    "section 5.1",
+    {
+        "predictions": datasets.Sequence(datasets.Value("float32")),
+        "references": datasets.Sequence(datasets.Value("int64")),
+    },
+)
 class Retrieval(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("int64")),
-                }
-            ),
-        )
-
     def _compute(self, predictions, references, ks=(1, 5, 10)) -> dict:
         if len(predictions) == 0:
             raise ValueError("retrieval needs at least one query")

@@ -11,6 +11,8 @@ import datasets
 import evaluate
 from sklearn.metrics import accuracy_score, f1_score
 
+from .thesis_metric import thesis_metric
+
 _DESCRIPTION = """Macro-averaged F1 (unweighted mean of per-class F1) and accuracy."""
 
 _KWARGS_DESCRIPTION = """
@@ -21,29 +23,20 @@ Args:
 Returns:
     macro_f1 (float), accuracy (float), num_examples (int).
 Examples:
-    >>> metric = evaluate.load("music_clip_train/metrics/macro_f1")
+    >>> metric = evaluate.load("music_clip_train/metrics/macro_f1.py")
     >>> metric.compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"]
     0.6666666666666666
 """
 
-_CITATION = """@misc{musicclip_thesis, title={Multimodal Pretraining for Music Audio}, note={chapter 4.4}}"""
 
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@thesis_metric(
+    _DESCRIPTION,
+    _KWARGS_DESCRIPTION,
+    "chapter 4.4",
+    {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")},
+    reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"],
+)
 class MacroF1(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"
-            ],
-        )
-
     def _compute(self, predictions, references, labels=None) -> dict:
         if len(references) == 0:
             raise ValueError("macro_f1 needs at least one example")
