@@ -169,22 +169,9 @@ def _read_cache_entry(cached: Path) -> dict | None:
                 "duration_s": float(data["duration_s"]),
                 "decode_info": json.loads(str(data["decode_info"])),
                 "descriptors": json.loads(str(data["descriptors"])),
-                "clips": None,
+                "clips": json.loads(str(data["clips"]))["settings"] if "clips" in data.files else None,
             }
-            if "clips" in data.files:  # a build that cuts clips: one mel, FLAC and descriptors per clip
-                clips = json.loads(str(data["clips"]))
-                entry["clips"] = clips["settings"]
-                measured = zip(clips["spans"], clips["descriptors"], strict=True)
-                entry["rows"] = [
-                    {"mel": data[f"clip_mel_{i}"], "flac": data[f"clip_flac_{i}"].tobytes(),
-                     "descriptors": descriptors, "span": tuple(span)}
-                    for i, (span, descriptors) in enumerate(measured)
-                ]  # fmt: skip
-            else:
-                whole = {k: v for k, v in entry["descriptors"].items() if k != "version"}
-                entry["rows"] = [
-                    {"mel": data["mel"], "flac": data["flac"].tobytes(), "descriptors": whole, "span": None}
-                ]
+            entry["rows"] = _stored_rows(data, entry["descriptors"])
     except Exception:  # noqa: BLE001 - see the docstring: every failure means "compute again"
         return None
     if not entry["rows"] or not all(_valid_row(row) for row in entry["rows"]):
@@ -192,6 +179,20 @@ def _read_cache_entry(cached: Path) -> dict | None:
     if entry["descriptors"].get("version") != DESCRIPTORS_VERSION:  # measured by another version: again
         return None
     return entry
+
+
+def _stored_rows(data: Any, descriptors: dict) -> list[dict]:
+    """An entry's rows: one per clip (its mel, FLAC, descriptors and span) when the build cut clips, else the
+    whole track's (the entry's own descriptors)."""
+    if "clips" not in data.files:
+        whole = {k: v for k, v in descriptors.items() if k != "version"}
+        return [{"mel": data["mel"], "flac": data["flac"].tobytes(), "descriptors": whole, "span": None}]
+    clips = json.loads(str(data["clips"]))
+    return [
+        {"mel": data[f"clip_mel_{i}"], "flac": data[f"clip_flac_{i}"].tobytes(), "descriptors": measured,
+         "span": tuple(span)}
+        for i, (span, measured) in enumerate(zip(clips["spans"], clips["descriptors"], strict=True))
+    ]  # fmt: skip
 
 
 def _valid_row(row: dict) -> bool:
