@@ -15,7 +15,7 @@ import build_dataset
 from audio_music_clip import load_waveform
 from music_clip_data import descriptors
 from music_clip_data.captioning import CaptionInput, template_caption
-from music_clip_data.descriptors import DESCRIPTOR_COLUMNS, describe, in_words, summarize_clips
+from music_clip_data.descriptors import DESCRIPTOR_COLUMNS, describe, in_words
 from music_clip_data.sources.immich import per_track_facts
 
 SR = 16000
@@ -120,6 +120,7 @@ def test_a_clip_builds_track_descriptors_summarize_its_clips(immich_tracks: list
     from feature_extraction_music_clip import MusicClipFeatureExtractor
     from music_clip_data.clips import ClipSettings
     from music_clip_data.decode import DecodeSettings, process_file
+    from music_clip_data.descriptors import summarize_clips
 
     result = process_file(immich_tracks[0], MusicClipFeatureExtractor(), DecodeSettings(), ClipSettings(10.0))
     measured = [row["descriptors"] for row in result["rows"]]
