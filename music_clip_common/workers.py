@@ -23,9 +23,10 @@ from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
-# A file's work (decode, already capped at the audio path's MAX_SECONDS, plus mel or embedding) running longer
-# than this is stopped and the file skipped. Decoding 600 s of audio takes seconds; the margin covers a loaded
-# machine. `--decode-time-limit` of the builder and of `music-clip index`.
+# A file's work (decode, already capped at the audio path's MAX_SECONDS, plus mel, FLAC and descriptors, each
+# clip's in a clip build, or embedding) running longer than this is stopped and the file skipped. Decoding 600 s
+# of audio takes seconds; the margin covers a loaded machine. `--decode-time-limit` of the builder and of
+# `music-clip index`.
 DECODE_TIME_LIMIT_S = 300.0
 
 # The fork server imports these once (no torch op runs there); workers fork from it cheaply. "__main__" too:

@@ -4,19 +4,16 @@ Music-IR datasets are clip-level (GTZAN: 30 s clips, MTG-Jamendo: 30 s chunks). 
 seconds starting every H seconds (H = S: back to back); a tail shorter than S is dropped, and a track shorter
 than S stays one clip of its whole length. With M, the M clips are spread evenly over the track. Every clip
 keeps its track's `group_id` (a manifest's own coarser group included), so the builder's grouped splits never
-put clips of one track on both sides. Clip mels are computed from the clip's own stored audio, so a row's
-`mel` is always the feature extractor applied to its `audio`.
+put clips of one track on both sides. Each clip's FLAC, log-mel and descriptors are made in the decode worker on
+the waveform it decoded (`decode.clip_row`) and cached with the decode: a row's `mel` is always the feature
+extractor applied to its `audio`, and a re-run reuses every clip.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-import soundfile as sf
-
-from music_clip_data.decode import encode_flac
 
 
 @dataclass(frozen=True)
@@ -49,14 +46,9 @@ def clip_spans(duration_s: float, settings: ClipSettings) -> list[tuple[float, f
     return [(round(float(s), 3), round(float(s) + settings.seconds, 3)) for s in starts]
 
 
-def cut_clips(flac: bytes, spans: list[tuple[float, float]], fe) -> list[tuple[np.ndarray, bytes]]:
-    """A track's stored 16 kHz FLAC → (log-mel, FLAC) of each span."""
-    wave, sr = sf.read(io.BytesIO(flac), dtype="float32")
-    out = []
-    for start, end in spans:
-        piece = wave[int(round(start * sr)) : int(round(end * sr))]
-        out.append((fe.log_mel(piece).astype(np.float32, copy=False), encode_flac(piece, sr)))
-    return out
+def span_samples(span: tuple[float, float], sampling_rate: int) -> slice:
+    """The samples of a (start, end) span in seconds."""
+    return slice(int(round(span[0] * sampling_rate)), int(round(span[1] * sampling_rate)))
 
 
 def clip_id(track_id: str, index: int) -> str:

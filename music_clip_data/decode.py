@@ -15,6 +15,7 @@ reason. A file whose extension lies but whose content decodes (an Ogg named `.mp
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from audio_music_clip import (
     AUDIO_PATH_VERSION,
@@ -34,7 +36,8 @@ from audio_music_clip import (
 )
 from music_clip_common.files import atomic_path
 from music_clip_common.hashing import file_sha256
-from music_clip_data.descriptors import DESCRIPTORS_VERSION, describe
+from music_clip_data.clips import ClipSettings, clip_spans, span_samples
+from music_clip_data.descriptors import DESCRIPTORS_VERSION, describe, summarize_clips
 
 
 class SkipClip(Exception):
@@ -52,10 +55,18 @@ class DecodeSettings:
 _REASON_KINDS = {"unreadable": "cannot decode"}
 
 
-def cache_key(file_hash: str, fe: Any, settings: DecodeSettings) -> str:
-    """Same file, same extractor config, same rules, same audio path → same cached mel."""
+def work_rules(settings: DecodeSettings, clips: ClipSettings | None) -> dict:
+    """What a file's cached work depends on besides the file and the extractor: the rules, and the clip settings
+    of a build that cuts clips (a build without clips keeps the keys it always had)."""
+    return {**asdict(settings), "clips": asdict(clips)} if clips else asdict(settings)
+
+
+def cache_key(file_hash: str, fe: Any, settings: DecodeSettings, clips: ClipSettings | None = None) -> str:
+    """Same file, same extractor config, same rules, same clips, same audio path → same cached work."""
     fe_config = fe.to_json_string() if hasattr(fe, "to_json_string") else repr(fe)
-    payload = json.dumps([file_hash, fe_config, asdict(settings), AUDIO_PATH_VERSION], sort_keys=True)
+    payload = json.dumps(
+        [file_hash, fe_config, work_rules(settings, clips), AUDIO_PATH_VERSION], sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -85,31 +96,57 @@ def encode_flac(waveform: np.ndarray, sampling_rate: int) -> bytes:
     )
 
 
-def process_file(path: Path, fe: Any, settings: DecodeSettings) -> dict:
-    """Decode, check the rules, log-mel and FLAC-encode one file. Raises `SkipClip` with the reason."""
+def process_file(path: Path, fe: Any, settings: DecodeSettings, clips: ClipSettings | None = None) -> dict:
+    """Decode and check the rules, then each row's work on the decoded waveform: the whole track's log-mel, FLAC
+    and descriptors, or, when the build cuts `clips`, each clip's. Raises `SkipClip` with the reason."""
     if not path.is_file():
         raise SkipClip("file not found")
     if path.stat().st_size == 0:
         raise SkipClip("empty file (0 bytes)")
     sr = int(fe.sampling_rate)
     wave, info = decode_for_model(path, fe, settings)
-    seconds = wave.size / sr
-    mel = fe.log_mel(wave).astype(np.float32, copy=False)
-    result = {"mel": mel, "flac": encode_flac(wave, sr), "duration_s": round(seconds, 3), "decode_info": info}
-    # Measured here, on the waveform the mel is made of, so they are cached with it (no second decode).
-    return {**result, "descriptors": {**describe(wave, sr), "version": DESCRIPTORS_VERSION}}
+    duration_s = round(wave.size / sr, 3)
+    if clips is None:
+        # Measured here, on the waveform the mel is made of, so they are cached with it (no second decode).
+        descriptors = describe(wave, sr)
+        mel = fe.log_mel(wave).astype(np.float32, copy=False)
+        rows = [{"mel": mel, "flac": encode_flac(wave, sr), "descriptors": descriptors, "span": None}]
+    else:
+        rows = [clip_row(wave, sr, fe, span) for span in clip_spans(duration_s, clips)]
+        descriptors = summarize_clips([row["descriptors"] for row in rows])  # the track's, for its caption
+    return {
+        "duration_s": duration_s,
+        "decode_info": info,
+        "clips": asdict(clips) if clips else None,
+        "rows": rows,
+        "descriptors": {**descriptors, "version": DESCRIPTORS_VERSION},
+    }
 
 
-def process_cached(path: Path, fe: Any, settings: DecodeSettings, cache_dir: Path | None) -> dict:
-    """`process_file` with a per-file cache keyed by content hash: a re-run reuses finished work."""
+def clip_row(wave: np.ndarray, sampling_rate: int, fe: Any, span: tuple[float, float]) -> dict:
+    """One clip's FLAC, and its log-mel and descriptors of exactly the samples that FLAC stores: a row's `mel`
+    is always the feature extractor applied to its `audio`."""
+    flac = encode_flac(wave[span_samples(span, sampling_rate)], sampling_rate)
+    stored, _ = sf.read(io.BytesIO(flac), dtype="float32")
+    mel = fe.log_mel(stored).astype(np.float32, copy=False)
+    return {"mel": mel, "flac": flac, "descriptors": describe(stored, sampling_rate), "span": span}
+
+
+def process_cached(
+    path: Path, fe: Any, settings: DecodeSettings, cache_dir: Path | None, clips: ClipSettings | None = None
+) -> dict:
+    """`process_file` with a per-file cache keyed by content hash (and the clip settings): a re-run reuses
+    finished work, every clip's included."""
     file_hash = file_sha256(path) if path.is_file() else ""
-    cached = cache_dir / f"{cache_key(file_hash, fe, settings)}.npz" if cache_dir and file_hash else None
+    cached = (
+        cache_dir / f"{cache_key(file_hash, fe, settings, clips)}.npz" if cache_dir and file_hash else None
+    )
     if cached is not None and cached.is_file():
         entry = _read_cache_entry(cached)
-        if entry is not None:
+        if entry is not None and entry["clips"] == (asdict(clips) if clips else None):
             return {**entry, "file_hash": file_hash, "from_cache": True, "cache_file": str(cached)}
         cached.unlink(missing_ok=True)  # cut, emptied or garbled (disk full, a copy, a crash): compute again
-    result = process_file(path, fe, settings)
+    result = process_file(path, fe, settings, clips)
     if cached is not None:
         _write_cache_entry(cached, result)
     return {
@@ -129,35 +166,60 @@ def _read_cache_entry(cached: Path) -> dict | None:
     try:
         with np.load(cached, allow_pickle=False) as data:
             entry = {
-                "mel": data["mel"],
-                "flac": data["flac"].tobytes(),
                 "duration_s": float(data["duration_s"]),
                 "decode_info": json.loads(str(data["decode_info"])),
                 "descriptors": json.loads(str(data["descriptors"])),
+                "clips": json.loads(str(data["clips"]))["settings"] if "clips" in data.files else None,
             }
+            entry["rows"] = _stored_rows(data, entry["descriptors"])
     except Exception:  # noqa: BLE001 - see the docstring: every failure means "compute again"
         return None
-    mel = entry["mel"]
-    if mel.ndim != 2 or mel.shape[0] == 0 or mel.dtype != np.float32 or not entry["flac"]:
+    if not entry["rows"] or not all(_valid_row(row) for row in entry["rows"]):
         return None
     if entry["descriptors"].get("version") != DESCRIPTORS_VERSION:  # measured by another version: again
         return None
     return entry
 
 
+def _stored_rows(data: Any, descriptors: dict) -> list[dict]:
+    """An entry's rows: one per clip (its mel, FLAC, descriptors and span) when the build cut clips, else the
+    whole track's (the entry's own descriptors)."""
+    if "clips" not in data.files:
+        whole = {k: v for k, v in descriptors.items() if k != "version"}
+        return [{"mel": data["mel"], "flac": data["flac"].tobytes(), "descriptors": whole, "span": None}]
+    clips = json.loads(str(data["clips"]))
+    return [
+        {"mel": data[f"clip_mel_{i}"], "flac": data[f"clip_flac_{i}"].tobytes(), "descriptors": measured,
+         "span": tuple(span)}
+        for i, (span, measured) in enumerate(zip(clips["spans"], clips["descriptors"], strict=True))
+    ]  # fmt: skip
+
+
+def _valid_row(row: dict) -> bool:
+    mel = row["mel"]
+    return mel.ndim == 2 and mel.shape[0] > 0 and mel.dtype == np.float32 and bool(row["flac"])
+
+
 def _write_cache_entry(cached: Path, result: dict) -> None:
     """Atomic (`atomic_path`): a killed build never leaves a half-written entry, and two processes writing the
-    same entry never share a temp file."""
+    same entry never share a temp file. A whole track's entry keeps the layout it always had."""
+    rows = result["rows"]
+    arrays: dict[str, Any] = {
+        "duration_s": result["duration_s"],
+        "decode_info": json.dumps(result["decode_info"]),
+        "descriptors": json.dumps(result["descriptors"]),
+    }
+    if result["clips"] is None:
+        arrays.update(mel=rows[0]["mel"], flac=np.frombuffer(rows[0]["flac"], dtype=np.uint8))
+    else:
+        spans, measured = [row["span"] for row in rows], [row["descriptors"] for row in rows]
+        arrays["clips"] = json.dumps({"settings": result["clips"], "spans": spans, "descriptors": measured})
+        for i, row in enumerate(rows):
+            arrays[f"clip_mel_{i}"] = row["mel"]
+            arrays[f"clip_flac_{i}"] = np.frombuffer(row["flac"], dtype=np.uint8)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cached, suffix=".npz") as tmp:
-        np.savez(
-            tmp,
-            mel=result["mel"],
-            flac=np.frombuffer(result["flac"], dtype=np.uint8),
-            duration_s=result["duration_s"],
-            decode_info=json.dumps(result["decode_info"]),
-            descriptors=json.dumps(result["descriptors"]),
-        )
+        np.savez(tmp, **arrays)
 
 
 def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
@@ -176,22 +238,29 @@ def remove_stale_temps(cache_dir: Path, older_than_s: float = 3600.0) -> int:
     return removed
 
 
-def load_cached(cache_file: str) -> tuple[np.ndarray, bytes]:
-    """The mel and FLAC bytes `process_cached` stored."""
-    with np.load(cache_file, allow_pickle=False) as data:
-        return data["mel"], data["flac"].tobytes()
+def load_rows(cache_file: str) -> list[dict]:
+    """The rows' work `process_cached` stored (mel, FLAC bytes, descriptors, clip span or None), in order."""
+    entry = _read_cache_entry(Path(cache_file))
+    if entry is None:
+        raise ValueError(
+            f"cached decode {cache_file} is gone or unreadable since decoding: run the build again"
+        )
+    return entry["rows"]
 
 
 def failed_status(reason: str) -> dict:
     """The status of a file that gives no row, with the reason for skipped.jsonl."""
-    status = {"ok": False, "reason": reason, "cache_file": "", "file_hash": "", "mel_length": 0}
+    status = {"ok": False, "reason": reason, "cache_file": "", "file_hash": "", "spans": None}
     return {**status, "duration_s": 0.0, "from_cache": False, "decode_info": "{}", "descriptors": {}}
 
 
-def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) -> dict:
-    """`process_cached` as a small, picklable status (the mel stays in the cache): never raises for one file."""
+def decode_status(
+    path: str, fe: Any, settings: DecodeSettings, clips: ClipSettings | None, cache_dir: str
+) -> dict:
+    """`process_cached` as a small, picklable status (the rows' work stays in the cache): never raises for one
+    file. `spans`: the clips' (start, end) seconds, None for a whole track."""
     try:
-        result = process_cached(Path(path), fe, settings, Path(cache_dir))
+        result = process_cached(Path(path), fe, settings, Path(cache_dir), clips)
     except SkipClip as err:
         return failed_status(str(err))
     except Exception as err:  # never crash the build on one file: report it
@@ -201,7 +270,7 @@ def decode_status(path: str, fe: Any, settings: DecodeSettings, cache_dir: str) 
         "reason": "",
         "cache_file": result["cache_file"],
         "file_hash": result["file_hash"],
-        "mel_length": int(result["mel"].shape[0]),
+        "spans": [row["span"] for row in result["rows"]] if clips else None,
         "duration_s": float(result["duration_s"]),
         "from_cache": bool(result["from_cache"]),
         "decode_info": json.dumps(result["decode_info"]),

@@ -18,6 +18,7 @@ thresholds of `WORD_THRESHOLDS`, written once here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,14 +89,18 @@ def warm_up(sampling_rate: int = 16000) -> None:
     describe((0.1 * noise).astype(np.float32), sampling_rate)
 
 
-def describe_flac(flac: bytes) -> dict[str, Any]:
-    """`describe` of stored FLAC audio: a clip the builder cut from a track's stored (16 kHz) waveform."""
-    import io
-
-    import soundfile as sf
-
-    wave, sr = sf.read(io.BytesIO(flac), dtype="float32")
-    return describe(wave, sr)
+def summarize_clips(clips: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A track's descriptors from its clips' (a build that cuts clips measures each clip, not the whole track
+    again): the median of each number, the most common key (the earliest clip's among equals); None where no
+    clip has a value."""
+    values: dict[str, Any] = dict.fromkeys(DESCRIPTOR_COLUMNS)
+    for name, kind in DESCRIPTOR_COLUMNS.items():
+        measured = [clip[name] for clip in clips if clip.get(name) is not None]
+        if measured:
+            values[name] = (
+                Counter(measured).most_common(1)[0][0] if kind == "string" else _finite(np.median(measured))
+            )
+    return values
 
 
 def _finite(value: Any) -> Any:

@@ -52,7 +52,7 @@ def test_builder_processor_and_space_make_the_same_log_mel(fe, stereo_files, min
     processor = tiny_processor(minilm_path)
     processor.feature_extractor = fe
     for path in stereo_files:
-        built = process_file(path, fe, DecodeSettings())["mel"]
+        built = process_file(path, fe, DecodeSettings())["rows"][0]["mel"]
         native, rate = decode_native(path)
         assert native.shape[0] == 2 and rate in (44100, 48000)
         # one multichannel recording is a list of one (channels, samples) array: a bare 2-D array is a batch

@@ -13,6 +13,7 @@ from datasets import load_dataset
 
 import build_dataset
 from audio_music_clip import load_waveform
+from music_clip_data import descriptors
 from music_clip_data.captioning import CaptionInput, template_caption
 from music_clip_data.descriptors import DESCRIPTOR_COLUMNS, describe, in_words
 from music_clip_data.sources.immich import per_track_facts
@@ -67,16 +68,25 @@ def test_words_and_template_captions() -> None:
     assert template_caption(generic)[0] == '"Hey" is a fast, bright pop track in A minor, loud and dense.'
 
 
-def test_every_row_has_its_descriptors_cached_with_the_decode(
-    tmp_path: Path, immich_tracks: list[Path]
+def test_every_clip_is_measured_and_cached_by_the_decode_workers_and_the_builder_only_reads(
+    tmp_path: Path, immich_tracks: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+
+    def not_in_the_builder(*_args, **_kwargs):
+        raise AssertionError("measured in the builder's process: a clip's work belongs to its decode worker")
+
+    # The decode workers are other processes (a fork server's): this only stops the builder's own process.
+    monkeypatch.setattr(descriptors, "describe", not_in_the_builder)
+    monkeypatch.setattr(MusicClipFeatureExtractor, "log_mel", not_in_the_builder)
     music = tmp_path / "music"
     music.mkdir()
     copy_mood_folders(music, immich_tracks, ("calm", "energetic"), 2)
     out = tmp_path / "ds"
-    args = ["--audio-dir", str(music), "--output", str(out), "--num-proc", "1", "--clip-seconds", "10",
-            "--max-clips-per-track", "2", "--captions-fraction", "0.5", "--test-size", "0"]  # fmt: skip
-    assert build_dataset.main(args) == 0
+    args = ["--audio-dir", str(music), "--output", str(out), "--num-proc", "1", "--captions-fraction", "0.5",
+            "--test-size", "0"]  # fmt: skip
+    clip_args = ["--clip-seconds", "10", "--max-clips-per-track", "2"]
+    assert build_dataset.main(args + clip_args) == 0
     genres = load_dataset(str(out), "genres")["train"].remove_columns(["audio", "mel"])
     captions = load_dataset(str(out), "captions")["train"].remove_columns(["audio", "mel"])
     for rows in (genres, captions):
@@ -87,9 +97,43 @@ def test_every_row_has_its_descriptors_cached_with_the_decode(
     clips = [json.loads(m)["clip"] for m in genres["metadata"]]
     assert {c["index"] for c in clips} == {0, 1}  # each clip measured on its own audio
     assert len(set(genres["brightness_hz"])) == len(genres)
-    assert build_dataset.main(args) == 0  # again: decode results, descriptors included, come from the cache
-    summary = json.loads((out / "build_summary.json").read_text())
-    assert summary["mel_cache"]["computed"] == 0
+
+    def mel_cache(build_args: list[str]) -> dict[str, int]:
+        assert build_dataset.main(build_args) == 0
+        return json.loads((out / "build_summary.json").read_text())["mel_cache"]
+
+    # Again: every clip (mel, FLAC, descriptors) comes from the cache, and gives the same rows.
+    assert mel_cache(args + clip_args) == {"hits": 4, "computed": 0}
+    assert (
+        load_dataset(str(out), "genres")["train"].remove_columns(["audio", "mel"]).to_list()
+        == genres.to_list()
+    )
+    # Work made with other clip settings (here the same spans: 0-10 s and 20-30 s), or without clips, is not
+    # reused (nor the other way round).
+    assert mel_cache(args + clip_args + ["--hop-seconds", "5"]) == {"hits": 0, "computed": 4}
+    assert mel_cache(args) == {"hits": 0, "computed": 4}
+
+
+def test_a_clip_builds_track_descriptors_summarize_its_clips(immich_tracks: list[Path]) -> None:
+    """A track cut into clips is measured once, clip by clip: its caption's descriptors are the clips' median
+    numbers and most common key, not a second measurement of the whole track."""
+    from feature_extraction_music_clip import MusicClipFeatureExtractor
+    from music_clip_data.clips import ClipSettings
+    from music_clip_data.decode import DecodeSettings, process_file
+    from music_clip_data.descriptors import summarize_clips
+
+    result = process_file(immich_tracks[0], MusicClipFeatureExtractor(), DecodeSettings(), ClipSettings(10.0))
+    measured = [row["descriptors"] for row in result["rows"]]
+    assert [row["span"] for row in result["rows"]] == [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
+    assert {k: v for k, v in result["descriptors"].items() if k != "version"} == summarize_clips(measured)
+    clips = [
+        {"tempo_bpm": 100.0, "key": "A minor", "loudness_lufs": -20.0, "onset_rate": None},
+        {"tempo_bpm": 120.0, "key": "C major", "loudness_lufs": None, "onset_rate": None},
+        {"tempo_bpm": 90.0, "key": "C major", "loudness_lufs": -10.0, "onset_rate": None},
+    ]
+    summary = summarize_clips(clips)
+    assert (summary["tempo_bpm"], summary["key"], summary["loudness_lufs"]) == (100.0, "C major", -15.0)
+    assert summary["onset_rate"] is None and summary["brightness_hz"] is None  # no clip has a value: None
 
 
 def test_the_llm_gets_tags_and_descriptors_and_fig_13_stays_exact_without_them(

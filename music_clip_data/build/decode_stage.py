@@ -1,23 +1,24 @@
-"""Stage 2, decode: every track through the one audio path to a log-mel (cached per file hash), then the kept ones
-(decoded, first of each content hash) with their clip spans."""
+"""Stage 2, decode: every track through the one audio path to its rows' log-mel, FLAC and descriptors (each clip's
+when the build cuts clips; cached per file hash), then the kept ones (decoded, first of each content hash) with
+their clip spans."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from music_clip_common.workers import record_failure, run_in_workers, split_known_failures
-from music_clip_data.clips import clip_spans
 from music_clip_data.decode import (
     DecodeSettings,
     decode_status,
     failed_status,
     remove_stale_temps,
     single_thread_worker,
+    work_rules,
 )
 from music_clip_data.track import Track
 
@@ -56,15 +57,16 @@ def keep_decoded(ctx: BuildContext, tracks: list[Track], statuses: list[dict]) -
         else:
             seen_hash[status["file_hash"]] = track.track_id
             decoded.kept.append((track, status))
-    if ctx.args.clips:
-        decoded.spans = {t.track_id: clip_spans(s["duration_s"], ctx.args.clips) for t, s in decoded.kept}
+    if ctx.args.clips:  # cut by the decode worker (a shard's record holds them as JSON lists)
+        decoded.spans = {t.track_id: [tuple(span) for span in s["spans"]] for t, s in decoded.kept}
     return decoded
 
 
 def decode_all(
     tracks: list[Track], fe: Any, settings: DecodeSettings, cache_dir: Path, args: argparse.Namespace
 ) -> list[dict]:
-    """Decode + log-mel every track (cached per file hash); one small status dict per track, in order.
+    """Decode every track and do its rows' work (log-mel, FLAC, descriptors; each clip's with `--clip-seconds`),
+    cached per file hash; one small status dict per track, in order.
 
     Under the one worker policy (`music_clip_common.workers`, with `--num-proc` 1 too): each file is decoded in
     a worker process under `--decode-time-limit`; a file whose decode kills its worker or runs past the limit
@@ -74,12 +76,13 @@ def decode_all(
     if cache_dir.is_dir():
         remove_stale_temps(cache_dir)
     paths = {i: str(track.audio_path) for i, track in enumerate(tracks)}
-    rules = asdict(settings)
+    clips = args.clips
+    rules = work_rules(settings, clips)
     todo, known = split_known_failures(paths, cache_dir, rules, args.retry_skipped)
     results: list[dict | None] = [None] * len(tracks)
     for i, reason in known.items():
         results[i] = failed_status(reason)
-    jobs = {i: (paths[i], fe, settings, str(cache_dir)) for i in todo}
+    jobs = {i: (paths[i], fe, settings, clips, str(cache_dir)) for i in todo}
     num_proc = max(1, min(args.num_proc, len(todo)))
     bar = tqdm(total=len(tracks), initial=len(tracks) - len(todo), desc=f"decode + log-mel ({num_proc} proc)")
     preload = (

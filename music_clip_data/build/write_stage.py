@@ -12,9 +12,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from music_clip_common.files import unique_token
-from music_clip_data.clips import clip_id, cut_clips
-from music_clip_data.decode import load_cached
-from music_clip_data.descriptors import describe_flac
+from music_clip_data.clips import clip_id
+from music_clip_data.decode import load_rows
 from music_clip_data.track import Track
 from music_clip_data.writer import ATTRIBUTION_COLUMNS, captions_features, genres_features, write_split
 
@@ -30,31 +29,29 @@ class Written:
     features: dict[str, Any]  # config → datasets.Features
 
 
-def base_rows(track: Track, status: dict, fe: Any = None, spans: list[tuple[float, float]] | None = None):
-    """The row(s) of one kept track: the whole track, or one row per clip span (same group, own id)."""
-    mel, flac = load_cached(status["cache_file"])
+def base_rows(track: Track, status: dict) -> Iterator[dict]:
+    """The row(s) of one kept track, as the decode worker made and cached them: the whole track, or one row per
+    clip (same group, own id). Nothing is measured here."""
+    rows = load_rows(status["cache_file"])
     metadata = {
         **track.metadata,
         "decode": json.loads(status["decode_info"]),
         "file_sha256": status["file_hash"],
     }
-    pieces = [(track.track_id, mel, flac, status["duration_s"], None)]
-    if spans is not None:
-        pieces = [
-            (clip_id(track.track_id, i), clip_mel, clip_flac, round(end - start, 3), (i, start, end))
-            for i, ((start, end), (clip_mel, clip_flac)) in enumerate(zip(spans, cut_clips(flac, spans, fe)))
-        ]
-    for row_id, row_mel, row_flac, seconds, clip in pieces:
-        if clip is not None:
-            metadata["clip"] = {"track_id": track.track_id, "index": clip[0], "start_s": clip[1],
-                                "end_s": clip[2], "clips_in_track": len(pieces)}  # fmt: skip
+    for i, row in enumerate(rows):
+        row_id, seconds = track.track_id, status["duration_s"]
+        if row["span"] is not None:
+            (start, end), row_id = row["span"], clip_id(track.track_id, i)
+            seconds = round(end - start, 3)
+            metadata["clip"] = {"track_id": track.track_id, "index": i, "start_s": start, "end_s": end,
+                                "clips_in_track": len(rows)}  # fmt: skip
         yield {
             "track_id": row_id,
             "group_id": track.group_id,
             "source": track.source,
-            "audio": {"bytes": row_flac, "path": f"{row_id.replace('/', '__').replace(':', '_')}.flac"},
-            "mel": row_mel,
-            "mel_length": int(row_mel.shape[0]),
+            "audio": {"bytes": row["flac"], "path": f"{row_id.replace('/', '__').replace(':', '_')}.flac"},
+            "mel": row["mel"],
+            "mel_length": int(row["mel"].shape[0]),
             "duration_s": seconds,
             "title": track.title,
             "artist": track.artist,
@@ -62,12 +59,12 @@ def base_rows(track: Track, status: dict, fe: Any = None, spans: list[tuple[floa
             "lyrics": track.lyrics,
             **{column: str(track.metadata.get(column, "")) for column in ATTRIBUTION_COLUMNS},
             "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
-            **(status["descriptors"] if clip is None else describe_flac(row_flac)),  # a clip: its own
+            **row["descriptors"],
         }
 
 
 def write(ctx: BuildContext, decoded: Decoded, assigned: Assigned, captioned: Captioned) -> Written:
-    fe, output, spans = ctx.fe, ctx.output, decoded.spans
+    fe, output = ctx.fe, ctx.output
     n_mels = int(fe.feature_size)
     features = {
         "captions": captions_features(n_mels),
@@ -76,9 +73,7 @@ def write(ctx: BuildContext, decoded: Decoded, assigned: Assigned, captioned: Ca
     written = Written({"captions": {}, "genres": {}}, features)
     build_id = unique_token()  # new shard names: the previous build's shards stay readable until the card
     caption_rows: Iterator[dict] = (
-        {**row, **r.columns}
-        for r in captioned.rows
-        for row in base_rows(r.track, r.status, fe, spans.get(r.track.track_id))
+        {**row, **r.columns} for r in captioned.rows for row in base_rows(r.track, r.status)
     )
     total = sum(decoded.n_rows(r.track) for r in captioned.rows)
     total += sum(decoded.n_rows(t) for t, _ in assigned.genre_set)
@@ -93,9 +88,7 @@ def write(ctx: BuildContext, decoded: Decoded, assigned: Assigned, captioned: Ca
                 if bool(flag) == wanted
             ]
             rows = (
-                {**row, "genre": assigned.labels[t.track_id]}
-                for t, s in chosen
-                for row in base_rows(t, s, fe, spans.get(t.track_id))
+                {**row, "genre": assigned.labels[t.track_id]} for t, s in chosen for row in base_rows(t, s)
             )
             written.shards["genres"][split] = write_split(
                 rows, features["genres"], output / "genres", split, build_id, progress=bar.update
