@@ -83,6 +83,35 @@ def test_shipped_manifest_sizes_nest_and_small_is_a_modest_download() -> None:
     assert heldout and pretrain and not {e.name for e in heldout} & {e.name for e in pretrain}
 
 
+def test_every_full_package_names_licence_and_attribution_of_its_music(tmp_path: Path) -> None:
+    """Manifest-level (no download): each package of full, and each per-file entry, carries a licence and a
+    composer; a blanked attribution or licence is refused when the manifest is loaded."""
+    full, quick = select_packages(load_manifest(), "full"), select_packages(load_manifest(), "quick")
+    assert len(select_packages(load_manifest(), "full", part="pretrain")) >= len(quick) + 5
+    for entry in full:
+        assert entry.license.strip() and entry.attribution.strip() and entry.music, entry.name
+        for pattern, facts in entry.files.items():
+            assert facts["attribution"].strip() and facts.get("license", entry.license).strip(), pattern
+            assert entry.file_facts(pattern.replace("*", "x"))["attribution"] == facts["attribution"]
+    raw = json.loads(packages.MANIFEST.read_text(encoding="utf-8"))
+    naev = raw["packages"]["naev-data"]
+    blanks = [
+        ("files", "*/music/ambiphonic.ogg", "attribution"),
+        ("files", "*/music/motherload.ogg", "license"),
+        (None, None, "attribution"),
+        (None, None, "license"),
+    ]
+    for group, pattern, key in blanks:
+        broken = json.loads(json.dumps(raw))
+        target = broken["packages"]["naev-data"]
+        target = target[group][pattern] if group else target
+        target[key] = " "
+        (tmp_path / "m.json").write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(ValueError, match=f"naev-data.*{key}"):
+            load_manifest(tmp_path / "m.json")
+    assert naev["files"]["*/music/ambiphonic.ogg"] == {"attribution": "Zeropage", "license": "CC-BY-3.0"}
+
+
 def test_exclusion_rules() -> None:
     paths = ["music/theme.mid", "music/theme.ogg", "music/battle.ogg", "music/loop.xm"]
     stems = midi_render_stems(paths)

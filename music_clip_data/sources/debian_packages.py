@@ -71,6 +71,26 @@ class PackageEntry:
         return {"license": self.license, "attribution": self.attribution}
 
 
+FILE_FACTS = ("license", "attribution")  # what a per-file entry may set
+
+
+def check_licensing(path: Path, name: str, spec: dict) -> None:
+    """Every music file must carry a licence and an attribution (CC-BY needs the composer named): the package's
+    own, and each per-file entry's, are non-empty; a per-file entry sets nothing else."""
+    for key in FILE_FACTS:
+        if not str(spec.get(key, "")).strip():
+            raise ValueError(f"{path}: {name} has no {key}; every package names the licence and composer")
+    for pattern, facts in spec.get("files", {}).items():
+        unknown = set(facts) - set(FILE_FACTS)
+        if unknown or not str(facts.get("attribution", "")).strip():
+            raise ValueError(
+                f"{path}: {name} files[{pattern!r}] must give a non-empty attribution (and may give a license), "
+                f"got {facts!r}"
+            )
+        if "license" in facts and not str(facts["license"]).strip():
+            raise ValueError(f"{path}: {name} files[{pattern!r}] has an empty license")
+
+
 def load_manifest(path: Path = MANIFEST) -> list[PackageEntry]:
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     entries = []
@@ -78,6 +98,7 @@ def load_manifest(path: Path = MANIFEST) -> list[PackageEntry]:
         refuse_reserved(name)
         if spec["size"] not in SIZES:
             raise ValueError(f"{path}: {name} has size {spec['size']!r}; use one of {SIZES}")
+        check_licensing(path, name, spec)
         required = {key: spec[key] for key in ("version", "sha256", "size", "license", "attribution", "game")}
         optional = {key: tuple(spec.get(key, ())) for key in ("exclude", "archives")}
         entries.append(
