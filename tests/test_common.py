@@ -104,7 +104,7 @@ def test_experiment_profiles_budgets_and_window_are_stated_once() -> None:
     from music_clip_common import experiment
     from music_clip_train import budgets, sweep
 
-    assert sweep.PROFILES is experiment.BUDGETS  # the sweep's budgets are the experiment's
+    assert sweep.BUDGETS is experiment.BUDGETS  # the sweep's budgets are the experiment's
     assert budgets.PRETRAIN_EXAMPLES == {k: v["pretrain_examples"] for k, v in experiment.BUDGETS.items()}
     assert all(p.budget in experiment.BUDGETS for p in experiment.PROFILES.values())
     assert experiment.CORPUS_WINDOW_SAMPLES == 240_000
