@@ -165,6 +165,23 @@ class Profile:
         return f"Source: {self.transcribed['source']}; measured {self.transcribed['measured']}."
 
 
+def quick_drift(results: Path) -> tuple[str, str]:
+    """IS today (renders only; renders + real) against the earlier transcribed quick table, per N, beside the
+    earlier run's seed spread: did the renders' table fall by more than its spread?"""
+    earlier = read_json(results / "table6" / "quick-transcribed.json")
+    old = dict(zip(earlier["sizes"], earlier["mean_std"]["independent"], strict=True))
+    rows = []
+    for label, name in (("renders only", "quick-renders-only"), ("renders + real", "quick")):
+        cells = aggregate(load_cells(results / "table6" / name))
+        for n in earlier["sizes"]:
+            now = float(np.mean(cells[("independent", n)]))
+            change = round(now - old[n][0], 3)
+            rows.append([label, str(n), f"{old[n][0]:.2f} ± {old[n][1]:.2f}", f"{now:.3f}", _signed(change),
+                         "within" if abs(change) <= old[n][1] else "**beyond**"])  # fmt: skip
+    header = ["IS pretrained on", "N", "earlier (mean ± std)", "now", "change", "vs earlier seed spread"]
+    return _table(header, rows), "Means over seeds; files under `docs/results/table6/`."
+
+
 def thesis_table(results: Path) -> tuple[str, str]:
     data = read_json(results / "thesis-table6.json")
     rows = [
@@ -459,15 +476,19 @@ def _profile_block(name: str, part: str) -> Callable[[Path], tuple[str, str]]:
 
 
 BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
-    **{f"table6-{name}": _profile_block(name, "table") for name in ("full", "quick", "n48-ten-seeds")},
+    **{
+        f"table6-{name}": _profile_block(name, "table")
+        for name in ("full", "quick", "quick-renders-only", "n48-ten-seeds")
+    },
     **{
         f"table6-{name}-reading": _profile_block(name, "reading")
-        for name in ("full", "quick", "n48-ten-seeds")
+        for name in ("full", "quick", "quick-renders-only", "n48-ten-seeds")
     },
     "table6-full-seeds": _profile_block("full", "seeds_at_smallest_n"),
     "table6-thesis": thesis_table,
     "table6-uncapped": uncapped_table,
     "quick-stages": quick_stages,
+    "table6-quick-drift": quick_drift,
     "quick-run-time": quick_run_time,
     "tests-run": tests_run,
     "full-run": full_run,
