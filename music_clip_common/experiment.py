@@ -57,8 +57,11 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("small", (START_OBJECTIVE,), (16,), (0,), "quick", 1, one_epoch=True, real_music=False),
-    "quick": Profile("quick", (START_OBJECTIVE,), (48, 160, 400, 800), (0, 1), "quick", 4),
-    "full": Profile("full", (), (48, 160, 400, 800, 1600, 3200), (0, 1, 2), "cpu", 10),
+    # Disk: the quick job left 14 GB (music21-quick 11 GB with its decode cache, debian-quick 1.8 GB, runs 0.4 GB,
+    # the Debian packages ~1 GB); the full job's is scaled from it (its build and the full real part: 3.9 GB +
+    # 4.9 GB of packages), not measured.
+    "quick": Profile("quick", (START_OBJECTIVE,), (48, 160, 400, 800), (0, 1), "quick", 15),
+    "full": Profile("full", (), (48, 160, 400, 800, 1600, 3200), (0, 1, 2), "cpu", 40),
 }
 DEFAULT_PROFILE = "quick"
 
