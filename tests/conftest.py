@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -10,7 +11,9 @@ from pathlib import Path
 # datasets keys its Arrow cache of a local folder by the folder's name, and every session's tmp folders have the
 # same names (ds0, ds1, ...): a cache shared between sessions hands one test another session's rows. Set before
 # anything imports datasets, which reads the variable once.
+# Removed at exit: a run's cache holds up to a gigabyte, and leaked caches once filled CI's disk.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="musicclip-tests-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 from llm_server import llm_server  # noqa: E402, F401  (a fresh fake OpenAI-compatible server per test)
