@@ -9,6 +9,11 @@ from typing import Any
 
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
+try:
+    from .audio_music_clip import TARGET_RATE
+except ImportError:
+    from audio_music_clip import TARGET_RATE
+
 OBJECTIVES = ("ntxent", "independent", "supcon", "triplet", "matching")
 TEXT_POOLINGS = ("mean", "cls")
 TRIPLET_DISTANCES = ("cosine", "squared_l2")
@@ -29,7 +34,7 @@ MINILM_TEXT_CONFIG: dict[str, Any] = {
 # The log-mel front end and the CNN window, stated once: the config's defaults and the feature extractor's
 # (thesis Fig. 15: 16 kHz, n_fft 2048, hop 1024, 64 mels; a window of 4,320,000 samples = 4.5 min = 4219 frames).
 FRONT_END: dict[str, int] = dict(
-    sampling_rate=16000, n_fft=2048, hop_length=1024, n_mels=64, window_samples=4_320_000
+    sampling_rate=TARGET_RATE, n_fft=2048, hop_length=1024, n_mels=64, window_samples=4_320_000
 )
 
 

@@ -26,6 +26,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A default run peaks at 0.8 GB in the temp folder (df sampled during `./test.sh`), a slow run lower: refuse to start with
+# less than that, rather than fail halfway with "No space left on device" in whichever test writes next.
+MIN_FREE_GB = float(os.environ.get("MUSICCLIP_TESTS_MIN_FREE_GB", "3"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    folder = tempfile.gettempdir()
+    free_gb = shutil.disk_usage(folder).free / 1e9
+    if free_gb < MIN_FREE_GB:
+        raise pytest.UsageError(
+            f"the tests need {MIN_FREE_GB:g} GB free in {folder} (set TMPDIR to use another disk); {free_gb:.1f} GB is"
+            " free"
+        )
+
+
 # A tiny text tower (random init) that shares MiniLM's vocabulary, so the packaged tokenizer works with it.
 TINY_TEXT_CONFIG = {
     "model_type": "bert",
