@@ -67,7 +67,7 @@ def _ordered(objectives) -> list[str]:
 
 
 def _signed(x: float) -> str:
-    return f"{x:+g}".replace("-", "−")
+    return "0" if x == 0 else f"{x:+g}".replace("-", "−")
 
 
 def reading_text(mean_over_n: dict[str, float], best: str, first: int, last: int, ratio, diff) -> str:
@@ -165,21 +165,47 @@ class Profile:
         return f"Source: {self.transcribed['source']}; measured {self.transcribed['measured']}."
 
 
+def _cell_values(results: Path, name: str) -> dict[tuple[str, int, int], float]:
+    return {
+        (r["objective"], r["n_requested"], r["seed"]): r["test"]["macro_f1"]
+        for r in load_cells(results / "table6" / name)
+    }
+
+
 def quick_drift(results: Path) -> tuple[str, str]:
-    """IS today (renders only; renders + real) against the earlier transcribed quick table, per N, beside the
-    earlier run's seed spread: did the renders' table fall by more than its spread?"""
-    earlier = read_json(results / "table6" / "quick-transcribed.json")
-    old = dict(zip(earlier["sizes"], earlier["mean_std"]["independent"], strict=True))
+    """IS of the quick sweep at the round's start, re-run on the same machine, against today's code on the same build
+    and against today's builds (renders only; renders + real), per N, beside the round-start seed spread."""
+    start = _cell_values(results, "quick-round-start")
+    same_build = _cell_values(results, "quick-round-start-build-today")
+    sizes = sorted({n for _, n, _ in start})
     rows = []
-    for label, name in (("renders only", "quick-renders-only"), ("renders + real", "quick")):
+    for label, name in (("today's code, round-start build", "quick-round-start-build-today"),
+                        ("today's build, renders only", "quick-renders-only"), ("today's build, renders + real", "quick")):  # fmt: skip
         cells = aggregate(load_cells(results / "table6" / name))
-        for n in earlier["sizes"]:
-            now = float(np.mean(cells[("independent", n)]))
-            change = round(now - old[n][0], 3)
-            rows.append([label, str(n), f"{old[n][0]:.2f} ± {old[n][1]:.2f}", f"{now:.3f}", _signed(change),
-                         "within" if abs(change) <= old[n][1] else "**beyond**"])  # fmt: skip
-    header = ["IS pretrained on", "N", "earlier (mean ± std)", "now", "change", "vs earlier seed spread"]
-    return _table(header, rows), "Means over seeds; files under `docs/results/table6/`."
+        for n in sizes:
+            before = [v for (o, m, _), v in start.items() if o == "independent" and m == n]
+            mean, std = float(np.mean(before)), float(np.std(before))
+            change = round(float(np.mean(cells[("independent", n)])) - mean, 3)
+            rows.append([label, str(n), f"{mean:.3f} ± {std:.3f}", f"{np.mean(cells[('independent', n)]):.3f}",
+                         _signed(change), "within" if abs(change) <= std else "**beyond**"])  # fmt: skip
+    header = [
+        "IS pretrained by",
+        "N",
+        "round start (mean ± std)",
+        "now",
+        "change",
+        "vs round-start seed spread",
+    ]
+    equal = sum(same_build[k] == start[k] for k in same_build)
+    baseline = [k for k in start if k[0] == "none"]
+    today = _cell_values(results, "quick-renders-only")
+    note = (
+        f"Means over seeds. Today's code on the round-start build gives {equal} of its {len(same_build)} IS cells "
+        f"equal to the last digit; the un-pretrained baseline of today's build equals the round start's in "
+        f"{sum(today[k] == start[k] for k in baseline)} of {len(baseline)} cells. Files: `docs/results/table6/` "
+        "(`quick-round-start/`, `quick-round-start-build-today/`, `quick-renders-only/`, `quick/`)."
+    )
+    return _table(header, rows), note
 
 
 def thesis_table(results: Path) -> tuple[str, str]:

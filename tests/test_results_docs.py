@@ -168,5 +168,5 @@ def test_real_music_blocks_render_the_three_rows_the_verdict_and_retrieval(tmp_p
     assert "| baseline (from scratch) | 0.300 ± 0.010 | 0.500 ± 0.010 |" in text
     assert "| real+renders IS | 0.500 ± 0.010 | 0.500 ± 0.010 |" in text
     assert "| 12 | +0.2: met | 1.67×: met | +0.15: met |" in text
-    assert "| 24 | +0: **missed** | – | −0.05: **missed** |" in text
+    assert "| 24 | 0: **missed** | – | −0.05: **missed** |" in text
     assert "| renders-only | 0.100 | 0.300 | 0.500 | 40 (0.250) |" in text
