@@ -41,6 +41,10 @@ def _raw_audio():
     return Audio(decode=False)
 
 
+def _without(status: dict, key: str) -> dict:
+    return {k: v for k, v in status.items() if k != key}
+
+
 def _sharded(source_args: list[str], out: Path, count: int) -> None:
     for index in range(count):
         assert build_dataset.main([*source_args, "--output", str(out), "--shard", f"{index}/{count}"]) == 0
@@ -67,6 +71,18 @@ def test_finish_refuses_a_missing_or_mismatched_part(
     assert build_dataset.main([*other, "--output", out, "--shard", "1/2"]) == 0
     assert build_dataset.main([*source, "--output", out, "--finish", "2"]) == 2
     assert "part 1/2 was built with other settings (seed)" in capsys.readouterr().err
+    assert build_dataset.main([*source, "--output", out, "--shard", "1/2"]) == 0
+    record_path = tmp_path / "ds" / ".shards" / "shard-1-of-2.json"
+    record = json.loads(record_path.read_text())
+    del record["format"]  # as an older builder wrote it, before each status had its clips' spans
+    record_path.write_text(
+        json.dumps({**record, "statuses": {k: _without(v, "spans") for k, v in record["statuses"].items()}})
+    )
+    assert build_dataset.main([*source, "--output", out, "--finish", "2"]) == 2
+    assert (
+        "part 1/2 was written by an older builder (record format 1, this one reads 2)"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "ds" / "README.md").exists()  # nothing written from a refused finish
 
 

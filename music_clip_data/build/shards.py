@@ -26,6 +26,9 @@ from .roles import label_tracks
 from .summary import BuildSummary
 
 SHARDS_DIR = ".shards"
+# The layout of a part's record: bumped when its statuses' keys change (format 2 added each clip's `spans`), so a part
+# written by an older builder is refused with a clear message, not a KeyError halfway through --finish.
+RECORD_FORMAT = 2
 
 
 def shard_record(output: Path, index: int, count: int) -> Path:
@@ -77,6 +80,7 @@ def build_shard(args: argparse.Namespace) -> dict:
         # Roles are drawn at --finish over all groups: caption every track that may serve captions (cached).
         caption(ctx, [(t, s) for t, s in decoded.kept if t.role != "genres"], labels)
         record = {
+            "format": RECORD_FORMAT,
             "settings": settings_fingerprint(ctx),
             "statuses": dict(zip([t.track_id for t in mine], statuses)),
         }
@@ -100,6 +104,11 @@ def read_parts(ctx: BuildContext, count: int) -> list[dict]:
             "run the same command with --shard I/K for each (a re-run resumes from the cache)"
         )
     for index, record in enumerate(records):
+        if record.get("format", 1) != RECORD_FORMAT:
+            raise ValueError(
+                f"--finish {count}: part {index}/{count} was written by an older builder (record format "
+                f"{record.get('format', 1)}, this one reads {RECORD_FORMAT}); build it again with --shard"
+            )
         differ = sorted(k for k in mine if record["settings"].get(k) != mine[k])
         if differ:
             raise ValueError(
