@@ -208,6 +208,38 @@ def quick_drift(results: Path) -> tuple[str, str]:
     return _table(header, rows), note
 
 
+# The quick sweep's IS cells by build and pretraining seed (seed 0 = the cells of the drift block above).
+PRETRAIN_SEED_RUNS = {
+    "round-start build": ("quick-round-start", "quick-round-start-ps1", "quick-round-start-ps2"),
+    "today's build": ("quick-renders-only", "quick-today-ps1", "quick-today-ps2"),
+}
+
+
+def quick_pretrain_seeds(results: Path) -> tuple[str, str]:
+    """IS over three pretraining seeds x two finetuning seeds on each build: is today's renders-only table within
+    the spread that pretraining alone gives?"""
+    by_build = {}
+    for build, names in PRETRAIN_SEED_RUNS.items():
+        values: dict[int, list[float]] = {}
+        for name in names:
+            for (objective, n, _), value in _cell_values(results, name).items():
+                if objective == "independent":
+                    values.setdefault(n, []).append(value)
+        by_build[build] = values
+    before, after = by_build.values()
+    rows = []
+    for n in sorted(before):
+        mean, std, now = float(np.mean(before[n])), float(np.std(before[n])), float(np.mean(after[n]))
+        change = round(now - mean, 3)
+        rows.append([str(n), f"{mean:.3f} ± {std:.3f}", f"{now:.3f} ± {np.std(after[n]):.3f}", _signed(change),
+                     "within" if abs(change) <= std else "**beyond**"])  # fmt: skip
+    header = ["N", *(f"{build} ({len(v[min(v)])} runs)" for build, v in by_build.items()), "change"]
+    header.append("vs round-start spread")
+    folders = ", ".join(f"`{name}/`" for names in PRETRAIN_SEED_RUNS.values() for name in names)
+    note = "IS pretrained with seeds 0, 1, 2, each finetuned with seeds 0, 1 (mean ± std over the runs)."
+    return _table(header, rows), f"{note} Files under `docs/results/table6/`: {folders}."
+
+
 def thesis_table(results: Path) -> tuple[str, str]:
     data = read_json(results / "thesis-table6.json")
     rows = [
@@ -521,6 +553,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "table6-uncapped": uncapped_table,
     "quick-stages": quick_stages,
     "table6-quick-drift": quick_drift,
+    "table6-quick-pretrain-seeds": quick_pretrain_seeds,
     "quick-run-time": quick_run_time,
     "tests-run": tests_run,
     "full-run": full_run,
