@@ -308,7 +308,7 @@ def quick_run_time(results: Path) -> tuple[str, str]:
     data = read_json(results / "quick-run.json")
     setup, report, total = data["setup_min"], data["to_report_min"], data["total_min"]
     condition = data.get("condition", "on an idle 2-core machine")
-    text = f"set-up {setup:.1f} min, then {report:.1f} min up to the report: {total:.1f} min from nothing"
+    text = f"set-up {setup:.1f} min, then {report:.1f} min up to the report: {total:.1f} min in all"
     return f"{text} {condition}", _provenance(data)
 
 
