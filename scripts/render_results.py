@@ -172,22 +172,31 @@ def _cell_values(results: Path, name: str) -> dict[tuple[str, int, int], float]:
     }
 
 
+def _is_by_n(results: Path, *names: str) -> dict[int, list[float]]:
+    """IS test macro-F1 per N over every cell of the named folders under table6/."""
+    runs = [run for name in names for run in load_cells(results / "table6" / name)]
+    return {n: values for (objective, n), values in aggregate(runs).items() if objective == "independent"}
+
+
+def _versus_spread(before: list[float], now: float) -> tuple[float, float, float, str]:
+    """mean and std of `before`, the change of `now` against that mean, and whether it is within the std."""
+    mean, std = float(np.mean(before)), float(np.std(before))
+    change = round(now - mean, 3)
+    return mean, std, change, "within" if abs(change) <= std else "**beyond**"
+
+
 def quick_drift(results: Path) -> tuple[str, str]:
     """IS of the quick sweep at the round's start, re-run on the same machine, against today's code on the same build
     and against today's builds (renders only; renders + real), per N, beside the round-start seed spread."""
-    start = _cell_values(results, "quick-round-start")
-    same_build = _cell_values(results, "quick-round-start-build-today")
-    sizes = sorted({n for _, n, _ in start})
+    start = _is_by_n(results, "quick-round-start")
     rows = []
     for label, name in (("today's code, round-start build", "quick-round-start-build-today"),
                         ("today's build, renders only", "quick-renders-only"), ("today's build, renders + real", "quick")):  # fmt: skip
-        cells = aggregate(load_cells(results / "table6" / name))
-        for n in sizes:
-            before = [v for (o, m, _), v in start.items() if o == "independent" and m == n]
-            mean, std = float(np.mean(before)), float(np.std(before))
-            change = round(float(np.mean(cells[("independent", n)])) - mean, 3)
-            rows.append([label, str(n), f"{mean:.3f} ± {std:.3f}", f"{np.mean(cells[('independent', n)]):.3f}",
-                         _signed(change), "within" if abs(change) <= std else "**beyond**"])  # fmt: skip
+        for n, values in sorted(_is_by_n(results, name).items()):
+            mean, std, change, verdict = _versus_spread(start[n], float(np.mean(values)))
+            rows.append(
+                [label, str(n), f"{mean:.3f} ± {std:.3f}", f"{np.mean(values):.3f}", _signed(change), verdict]
+            )
     header = [
         "IS pretrained by",
         "N",
@@ -196,13 +205,15 @@ def quick_drift(results: Path) -> tuple[str, str]:
         "change",
         "vs round-start seed spread",
     ]
-    equal = sum(same_build[k] == start[k] for k in same_build)
-    baseline = [k for k in start if k[0] == "none"]
-    today = _cell_values(results, "quick-renders-only")
+    cells = {name: _cell_values(results, name) for name in ("quick-round-start", "quick-round-start-build-today",
+                                                            "quick-renders-only")}  # fmt: skip
+    first, same_build, today = cells.values()
+    equal = sum(same_build[k] == first[k] for k in same_build)
+    baseline = [k for k in first if k[0] == "none"]
     note = (
         f"Means over seeds. Today's code on the round-start build gives {equal} of its {len(same_build)} IS cells "
         f"equal to the last digit; the un-pretrained baseline of today's build equals the round start's in "
-        f"{sum(today[k] == start[k] for k in baseline)} of {len(baseline)} cells. Files: `docs/results/table6/` "
+        f"{sum(today[k] == first[k] for k in baseline)} of {len(baseline)} cells. Files: `docs/results/table6/` "
         "(`quick-round-start/`, `quick-round-start-build-today/`, `quick-renders-only/`, `quick/`)."
     )
     return _table(header, rows), note
@@ -218,21 +229,13 @@ PRETRAIN_SEED_RUNS = {
 def quick_pretrain_seeds(results: Path) -> tuple[str, str]:
     """IS over three pretraining seeds x two finetuning seeds on each build: is today's renders-only table within
     the spread that pretraining alone gives?"""
-    by_build = {}
-    for build, names in PRETRAIN_SEED_RUNS.items():
-        values: dict[int, list[float]] = {}
-        for name in names:
-            for (objective, n, _), value in _cell_values(results, name).items():
-                if objective == "independent":
-                    values.setdefault(n, []).append(value)
-        by_build[build] = values
+    by_build = {build: _is_by_n(results, *names) for build, names in PRETRAIN_SEED_RUNS.items()}
     before, after = by_build.values()
     rows = []
     for n in sorted(before):
-        mean, std, now = float(np.mean(before[n])), float(np.std(before[n])), float(np.mean(after[n]))
-        change = round(now - mean, 3)
-        rows.append([str(n), f"{mean:.3f} ± {std:.3f}", f"{now:.3f} ± {np.std(after[n]):.3f}", _signed(change),
-                     "within" if abs(change) <= std else "**beyond**"])  # fmt: skip
+        mean, std, change, verdict = _versus_spread(before[n], float(np.mean(after[n])))
+        rows.append([str(n), f"{mean:.3f} ± {std:.3f}", f"{np.mean(after[n]):.3f} ± {np.std(after[n]):.3f}",
+                     _signed(change), verdict])  # fmt: skip
     header = ["N", *(f"{build} ({len(v[min(v)])} runs)" for build, v in by_build.items()), "change"]
     header.append("vs round-start spread")
     folders = ", ".join(f"`{name}/`" for names in PRETRAIN_SEED_RUNS.values() for name in names)

@@ -26,8 +26,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 
-# A default run peaks at 0.8 GB in the temp folder (df sampled during `./test.sh`), a slow run lower: refuse to start with
-# less than that, rather than fail halfway with "No space left on device" in whichever test writes next.
+# A default run peaks at 0.8 GB in the temp folder (df sampled during `./test.sh`), a slow run lower: refuse to start
+# with less than 3 GB (room to spare), rather than fail halfway with "No space left on device" in a later test.
 MIN_FREE_GB = float(os.environ.get("MUSICCLIP_TESTS_MIN_FREE_GB", "3"))
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 # One passing test that writes a tmp_path file and fills the datasets cache, as most of the suite's tests do.
 WRITER = """
