@@ -26,6 +26,7 @@ from .collate import OBJECTIVE_LABELS, OBJECTIVES
 from .data import dataset_feature_config, load_genres
 from .errors import InputError
 from .markers import pretrained_complete, read_json_marker, weights_loadable
+from .probe import PROTOCOLS, ProbeCells
 from .report import (
     box_plot,
     calibration_plot,
@@ -75,6 +76,14 @@ class SweepArgs(launch.LoopKnobs):
     batch_size: int = 32
     window_samples: int | None = field(default=None, metadata={"help": "audio window in samples at 16 kHz"})
     freeze_text: bool = field(default=True, metadata={"help": "pretraining caches a frozen text tower"})
+    protocol: str = field(
+        default="finetune",
+        metadata={
+            "choices": list(PROTOCOLS),
+            "help": "finetune: the thesis' protocol (head, then the whole tower); probe: the tower frozen, a logistic "
+            "regression on its clip embeddings (the usual comparison of frozen encoders; seconds per cell)",
+        },
+    )
     jobs: int = field(
         default=1,
         metadata={
@@ -205,6 +214,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         f"--output {args.output}"
         + (f" --window-samples {args.window_samples}" if args.window_samples else "")
         + (f" --pretrained-dir {args.pretrained_dir}" if args.pretrained_dir else "")
+        + (f" --protocol {args.protocol}" if args.protocol != "finetune" else "")
     )
     (output / "README.md").write_text(
         f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
@@ -227,9 +237,16 @@ def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
 CELL_RESULT_KEYS = ("objective", "n_requested", "n_used", "seed", "test", "wall_seconds")
 
 
-def cell_done(cell: Path) -> bool:
-    """A cell is done when its results.json (written last, atomically) is whole."""
-    return read_json_marker(cell / "results.json", CELL_RESULT_KEYS) is not None
+def cell_done(cell: Path, protocol: str = "finetune") -> bool:
+    """A cell is done when its results.json (written last, atomically) is whole; one made under the other
+    protocol is refused (a sweep folder holds one protocol, so its table never mixes them)."""
+    result = read_json_marker(cell / "results.json", CELL_RESULT_KEYS)
+    if result is not None and result.get("protocol", "finetune") != protocol:
+        raise InputError(
+            f"{cell} holds a {result.get('protocol', 'finetune')} cell; a --protocol {protocol} sweep needs its own "
+            "--output folder"
+        )
+    return result is not None
 
 
 def _shared_window(inits) -> int | None:
@@ -302,7 +319,7 @@ def run(args: SweepArgs) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
     cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
-    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]))]
+    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]), args.protocol)]
     # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
     inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
     baseline_window = args.window_samples or _shared_window(inits.values())
@@ -330,7 +347,11 @@ def run(args: SweepArgs) -> dict:
     ]
     gpus = launch.visible_gpus()
     workers = cell_workers(args.jobs, gpus)
-    if workers > 1 and len(cell_args) > 1:
+    if args.protocol == "probe":  # seconds per cell: in this process, each pretrained tower embedded once
+        cells_here = ProbeCells(genres)
+        for cell in tqdm(cell_args, desc="sweep (probe)"):
+            cells_here.run(cell)
+    elif workers > 1 and len(cell_args) > 1:
         run_parallel(cell_args, workers, (dataset_fe or {}).get("feature_size"), gpus)
     else:
         for cell in tqdm(cell_args, desc="sweep"):

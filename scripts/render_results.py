@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import re
 import sys
@@ -432,14 +433,27 @@ def benchmarks(results: Path) -> tuple[str, str]:
 
 
 # The real-music table's rows: (row, sweep folder under docs/results/real-music/, objective). The baseline is the
-# renders-only sweep's un-pretrained cells; every sweep shares the dataset, sizes and seeds. The target is judged on
-# the first three rows; a further row (an ablation) is shown when its folder exists.
+# renders-only sweep's un-pretrained cells; every sweep shares the dataset, sizes and seeds. A row is shown when
+# its folder exists (the first always): the finetuning rows, an ablation of the captions, then the probe rows.
 REAL_MUSIC_ROWS = (
     ("baseline (from scratch)", "renders-only", "none"),
     ("renders-only IS", "renders-only", "independent"),
     ("real+renders IS", "real-and-renders", "independent"),
     ("real+renders IS, licence captions", "real-and-renders-licence-captions", "independent"),
+    ("random tower, probe", "probe-renders-only", "none"),
+    ("renders-only IS, probe", "probe-renders-only", "independent"),
+    ("real+renders IS, probe", "probe-real-and-renders", "independent"),
 )
+# What each verdict block judges: (baseline rows, renders-only row, real+renders row). The probe's real+renders
+# row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random tower probed.
+REAL_MUSIC_VERDICTS = {
+    "real-music-verdict": (("baseline (from scratch)",), "renders-only IS", "real+renders IS"),
+    "real-music-probe-verdict": (
+        ("baseline (from scratch)", "random tower, probe"),
+        "renders-only IS, probe",
+        "real+renders IS, probe",
+    ),
+}
 
 
 def _real_music_f1(results: Path) -> dict[str, dict[int, list[float]]]:
@@ -471,15 +485,19 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def real_music_verdict(results: Path) -> tuple[str, str]:
+def real_music_verdict(results: Path, block: str) -> tuple[str, str]:
     """The target cell by cell: real+renders ≥ baseline + 0.05 at every N, ≥ 1.5× it at the smallest N, above
-    renders-only at every N."""
+    renders-only at every N (the baseline: the best of the block's baseline rows at each N)."""
     mean = {
         row: {n: float(np.mean(v)) for n, v in per_n.items()}
         for row, per_n in _real_music_f1(results).items()
     }
-    base, renders, real = (mean[row] for row, _, _ in REAL_MUSIC_ROWS[:3])
-    sizes = sorted(set(base) & set(renders) & set(real))
+    baselines, renders_row, real_row = REAL_MUSIC_VERDICTS[block]
+    if real_row not in mean:
+        raise ResultsError(f"{block}: no cells for row {real_row!r} under {results / 'real-music'}")
+    renders, real = mean[renders_row], mean[real_row]
+    sizes = sorted(set(renders) & set(real).intersection(*(mean[b] for b in baselines)))
+    base = {n: max(mean[b][n] for b in baselines) for n in sizes}
     rows = []
     for n in sizes:
         ratio = real[n] / max(base[n], 1e-9)
@@ -497,7 +515,12 @@ def real_music_verdict(results: Path) -> tuple[str, str]:
         "÷ baseline (≥ 1.5× at smallest N)",
         "− renders-only (> 0)",
     ]
-    return _table(header, rows), "Means over seeds of the table above."
+    against = " and ".join(baselines)
+    return _table(
+        header, rows
+    ), f"Means over seeds of the rows {real_row!r}, {renders_row!r} and {against}" + (
+        " (the better of the two at each N)." if len(baselines) > 1 else "."
+    )
 
 
 def real_music_retrieval(results: Path) -> tuple[str, str]:
@@ -569,7 +592,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "benchmarks": benchmarks,
     "descriptors": descriptors,
     "real-music-fewshot": real_music_fewshot,
-    "real-music-verdict": real_music_verdict,
+    **{block: functools.partial(real_music_verdict, block=block) for block in REAL_MUSIC_VERDICTS},
     "real-music-retrieval": real_music_retrieval,
 }
 
