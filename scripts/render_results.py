@@ -443,6 +443,8 @@ REAL_MUSIC_ROWS = (
     ("random tower, probe", "probe-renders-only", "none"),
     ("renders-only IS, probe", "probe-renders-only", "independent"),
     ("real+renders IS, probe", "probe-real-and-renders", "independent"),
+    ("renders-only IS, pretraining seed 1, probe", "probe-renders-only-ps1", "independent"),
+    ("real+renders IS, pretraining seed 1, probe", "probe-real-and-renders-ps1", "independent"),
 )
 # What each verdict block judges: (baseline rows, renders-only row, real+renders row). The probe's real+renders
 # row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random tower probed.
@@ -515,12 +517,11 @@ def real_music_verdict(results: Path, block: str) -> tuple[str, str]:
         "÷ baseline (≥ 1.5× at smallest N)",
         "− renders-only (> 0)",
     ]
-    against = " and ".join(baselines)
+    against = " and ".join(f"{b!r}" for b in baselines)
+    better = " (the better of the two at each N)" if len(baselines) > 1 else ""
     return _table(
         header, rows
-    ), f"Means over seeds of the rows {real_row!r}, {renders_row!r} and {against}" + (
-        " (the better of the two at each N)." if len(baselines) > 1 else "."
-    )
+    ), f"Means over seeds of {real_row!r} against {against}{better} and {renders_row!r}."
 
 
 def real_music_retrieval(results: Path) -> tuple[str, str]:

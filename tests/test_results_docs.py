@@ -170,3 +170,25 @@ def test_real_music_blocks_render_the_three_rows_the_verdict_and_retrieval(tmp_p
     assert "| 12 | +0.2: met | 1.67×: met | +0.15: met |" in text
     assert "| 24 | 0: **missed** | – | −0.05: **missed** |" in text
     assert "| renders-only | 0.100 | 0.300 | 0.500 | 40 (0.250) |" in text
+
+
+def test_probe_verdict_judges_against_the_better_of_both_baselines(tmp_path: Path):
+    results = tmp_path / "docs" / "results"
+    f1 = {  # (sweep, objective) → macro-F1 at N = 12 and 24
+        ("renders-only", "none"): (0.2, 0.4),  # from scratch, finetuned: the better baseline at N = 24
+        ("probe-renders-only", "none"): (0.3, 0.2),  # random tower, probed: the better one at N = 12
+        ("probe-renders-only", "independent"): (0.3, 0.3),
+        ("probe-real-and-renders", "independent"): (0.45, 0.42),
+    }
+    for (sweep, objective), values in f1.items():
+        for n, value in zip((12, 24), values):
+            path = results / "real-music" / sweep / objective / f"n{n}-seed0.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(_cell(objective, n, 0, value)))
+    (tmp_path / "README.md").write_text(
+        "<!-- results:real-music-probe-verdict -->\n<!-- /results:real-music-probe-verdict -->\n"
+    )
+    assert render.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| 12 | +0.15: met | 1.50×: met | +0.15: met |" in text
+    assert "| 24 | +0.02: **missed** | – | +0.12: met |" in text
