@@ -26,7 +26,8 @@ from .markers import write_json_atomic
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
 
-PROTOCOLS = ("finetune", "probe")
+# The sweep's protocols and the title its report gives each.
+PROTOCOLS = {"finetune": "thesis Table 6 protocol", "probe": "linear probe on the frozen audio towers"}
 PROBE_C = (
     1.0  # scikit-learn's default L2 strength on standardised features: fixed, never tuned on a test split
 )

@@ -217,7 +217,7 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         + (f" --protocol {args.protocol}" if args.protocol != "finetune" else "")
     )
     (output / "README.md").write_text(
-        f"# Few-shot genre sweep (thesis Table 6 protocol)\n\n```bash\n{command}\n```\n\n"
+        f"# Few-shot genre sweep ({PROTOCOLS[args.protocol]})\n\n```bash\n{command}\n```\n\n"
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
         f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_train import write_dataset
+from test_train import _pretrain_args, write_dataset
 
 import train
 
@@ -27,3 +27,18 @@ def test_probe_sweep_tells_separable_classes_apart_and_keeps_its_cells_apart(tmp
     finetune = argv.replace("--protocol probe", "--protocol finetune").split()
     assert train.main(finetune) == 2
     assert "holds a probe cell; a --protocol finetune sweep needs its own --output" in capsys.readouterr().err
+
+
+def test_probe_cells_of_a_pretrained_tower_use_its_window_and_report_as_its_row(tmp_path, capsys) -> None:
+    dataset = write_dataset(tmp_path / "ds", n_train=24, n_test=12, separable=True)
+    pretrained = tmp_path / "pretrained"
+    assert train.main(_pretrain_args(dataset, "supcon", pretrained / "supcon", "--epochs", "1")) == 0
+    out = tmp_path / "probe"
+    argv = f"sweep --dataset {dataset} --output {out} --objectives none supcon --pretrained-dir {pretrained}"
+    assert train.main([*argv.split(), "--sizes", "12", "--seeds", "0", "--protocol", "probe"]) == 0
+    runs = {r["objective"]: r for r in json.loads((out / "runs.json").read_text())}
+    window = json.loads((pretrained / "supcon" / "config.json").read_text())["window_samples"]
+    assert runs["supcon"]["init"] == str(pretrained / "supcon") and runs["supcon"]["window_samples"] == window
+    assert runs["none"]["window_samples"] == window  # the baseline sees the pretrained tower's window
+    assert "| SCL |" in (out / "table.md").read_text()
+    assert "linear probe" in (out / "README.md").read_text()
