@@ -445,6 +445,16 @@ REAL_MUSIC_ROWS = (
     ("real+renders IS, probe", "probe-real-and-renders", "independent"),
     ("renders-only IS, pretraining seed 1, probe", "probe-renders-only-ps1", "independent"),
     ("real+renders IS, pretraining seed 1, probe", "probe-real-and-renders-ps1", "independent"),
+    ("renders-only IS, 60k examples", "renders-only-60k", "independent"),
+    ("real+renders IS, 60k examples", "real-and-renders-60k", "independent"),
+    ("renders-only IS, 60k examples, probe", "probe-renders-only-60k", "independent"),
+    ("real+renders IS, 60k examples, probe", "probe-real-and-renders-60k", "independent"),
+    ("renders-only IS, 60k examples, pretraining seed 1, probe", "probe-renders-only-60k-ps1", "independent"),
+    (
+        "real+renders IS, 60k examples, pretraining seed 1, probe",
+        "probe-real-and-renders-60k-ps1",
+        "independent",
+    ),
 )
 # What each verdict block judges: (baseline rows, renders-only row, real+renders row). The probe's real+renders
 # row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random tower probed.
@@ -454,6 +464,16 @@ REAL_MUSIC_VERDICTS = {
         ("baseline (from scratch)", "random tower, probe"),
         "renders-only IS, probe",
         "real+renders IS, probe",
+    ),
+    "real-music-60k-verdict": (
+        ("baseline (from scratch)",),
+        "renders-only IS, 60k examples",
+        "real+renders IS, 60k examples",
+    ),
+    "real-music-probe-60k-verdict": (
+        ("baseline (from scratch)", "random tower, probe"),
+        "renders-only IS, 60k examples, probe",
+        "real+renders IS, 60k examples, probe",
     ),
 }
 
