@@ -455,6 +455,7 @@ REAL_MUSIC_ROWS = (
         "probe-real-and-renders-60k-ps1",
         "independent",
     ),
+    ("real+renders IS, 10 epochs (76k examples), probe", "probe-real-and-renders-10ep", "independent"),
 )
 # What each verdict block judges: (baseline rows, renders-only row, real+renders row). The probe's real+renders
 # row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random tower probed.
