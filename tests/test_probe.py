@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from test_train import _pretrain_args, write_dataset
 
 import train
+from music_clip_train.probe import fit_and_predict
 
 
 def test_probe_sweep_tells_separable_classes_apart_and_keeps_its_cells_apart(tmp_path, capsys) -> None:
@@ -42,3 +44,14 @@ def test_probe_cells_of_a_pretrained_tower_use_its_window_and_report_as_its_row(
     assert runs["none"]["window_samples"] == window  # the baseline sees the pretrained tower's window
     assert "| SCL |" in (out / "table.md").read_text()
     assert "linear probe" in (out / "README.md").read_text()
+
+
+def test_probe_of_one_class_names_that_class() -> None:
+    # N clips drawn by whole tracks can all be one track, so one class: no regression to fit, one answer.
+    rng = np.random.default_rng(0)
+    predictions = fit_and_predict(rng.random((3, 8)), np.array([2, 2, 2]), rng.random((5, 8)), seed=0)
+    assert predictions.tolist() == [2] * 5
+    two = fit_and_predict(
+        np.array([[0.0], [0.1], [1.0], [1.1]]), np.array([0, 0, 1, 1]), np.array([[1.05]]), 0
+    )
+    assert two.tolist() == [1]
