@@ -25,6 +25,7 @@ from .finetune import FinetuneArgs, select_subset
 from .markers import write_json_atomic
 from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
+from .ood_fit import audio_v
 
 # The sweep's protocols and the title its report gives each.
 PROTOCOLS = {"finetune": "thesis Table 6 protocol", "probe": "linear probe on the frozen audio towers"}
@@ -32,16 +33,9 @@ PROTOCOLS = {"finetune": "thesis Table 6 protocol", "probe": "linear probe on th
 PROBE_C = 1.0
 
 
-@torch.no_grad()
-def clip_embeddings(model, feature_extractor, mels: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+def clip_embeddings(model, feature_extractor, mels: list[np.ndarray]) -> np.ndarray:
     """(clips, hidden) tanh(v) embeddings, each clip's windows mean-pooled (the classifier head's input)."""
-    model.eval()
-    parts = [np.empty((0, model.config.projection_hidden_size), np.float32)]
-    for start in range(0, len(mels), batch_size):
-        inputs = feature_extractor.window(mels[start : start + batch_size])
-        v = model.get_audio_v(inputs["input_features"], inputs["window_mask"])
-        parts.append(torch.tanh(v).float().numpy())
-    return np.concatenate(parts)
+    return torch.tanh(torch.from_numpy(audio_v(model, mels, feature_extractor))).numpy()
 
 
 def fit_and_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
