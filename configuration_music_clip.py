@@ -68,6 +68,9 @@ class MusicClipConfig(PretrainedConfig):
         learnable_logit_scale: learn the temperature (True) or keep it fixed at its initial value.
         max_logit_scale: the scale (after exp) is clamped at this value.
         triplet_margin, triplet_distance: STL margin and distance on normalised z ("cosine" or "squared_l2").
+        audio_contrast_weight, audio_contrast_temperature: weight and temperature of an audio-audio term added to
+            the objective: clips of one group (track) in a batch are each other's positives, other groups' clips
+            the negatives (SupCon on normalised audio z). 0 (the default) is the thesis' objective alone.
         classifier_hidden_size: hidden size of the downstream head (thesis: 512 → num_labels with ReLU).
         calibration_temperature: the classifier's logits are divided by it (fitted on the validation part by
             `train.py finetune`; 1.0 = uncalibrated), so every caller gets calibrated probabilities.
@@ -98,6 +101,8 @@ class MusicClipConfig(PretrainedConfig):
         max_logit_scale: float = 100.0,
         triplet_margin: float = 0.2,
         triplet_distance: str = "cosine",
+        audio_contrast_weight: float = 0.0,
+        audio_contrast_temperature: float = 0.1,
         classifier_hidden_size: int = 512,
         initializer_range: float = 0.02,
         calibration_temperature: float = 1.0,
@@ -133,6 +138,8 @@ class MusicClipConfig(PretrainedConfig):
         self.max_logit_scale = max_logit_scale
         self.triplet_margin = triplet_margin
         self.triplet_distance = triplet_distance
+        self.audio_contrast_weight = audio_contrast_weight
+        self.audio_contrast_temperature = audio_contrast_temperature
         self.classifier_hidden_size = classifier_hidden_size
         self.initializer_range = initializer_range
         self.calibration_temperature = calibration_temperature
@@ -183,6 +190,11 @@ class MusicClipConfig(PretrainedConfig):
             )
         if self.triplet_margin < 0:
             raise ValueError(f"triplet_margin must be >= 0, got {self.triplet_margin}")
+        if not self.audio_contrast_weight >= 0 or not self.audio_contrast_temperature > 0:
+            raise ValueError(
+                "audio_contrast_weight must be >= 0 and audio_contrast_temperature > 0, got "
+                f"{self.audio_contrast_weight} and {self.audio_contrast_temperature}"
+            )
         if not self.calibration_temperature > 0:
             raise ValueError(f"calibration_temperature must be > 0, got {self.calibration_temperature}")
         if not self.max_logit_scale > 0:

@@ -7,7 +7,8 @@
 `audio_group` (B,) int64 names each row's group (track or piece; None: every row its own group). No objective
 treats a text and an audio row of one group as a negative pair: text m and row b are "same group" iff
 `audio_group[text_audio_index[m]] == audio_group[b]`; text m's positives stay its own row.
-Embeddings come in raw; each loss normalises what it compares.
+Embeddings come in raw; each loss normalises what it compares. Any objective can carry an audio-audio term
+(`WithAudioContrast`, config `audio_contrast_weight`): clips of one group are positives of each other.
 
 Processes: under `torch.distributed` with K > 1 ranks every rank must call the loss (it is a collective), and
 every objective scores the global batch: every rank's rows in rank order (ranks may hold different numbers of
@@ -310,6 +311,40 @@ class MatchingLoss(_SampledPairs):
         return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
 
 
+class AudioGroupContrast(nn.Module):
+    """Audio-audio SupCon: each audio row's positives are the other rows of its group in the global batch, every
+    other group's rows its negatives (CLMR/COLA-style: two clips of one recording should embed alike). Rows with
+    no other row of their group are not anchors; a batch without any such pair adds a connected zero."""
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, batch: GlobalBatch) -> torch.Tensor:
+        z = F.normalize(batch.audio_z, dim=-1)
+        itself = torch.eye(len(z), dtype=torch.bool, device=z.device)
+        positives = (batch.audio_group[:, None] == batch.audio_group[None, :]) & ~itself
+        anchors = positives.any(1)
+        logits = (z @ z.T / self.temperature).masked_fill(itself, float("-inf"))
+        if not anchors.any():
+            return z.sum() * 0.0
+        log_prob = logits.log_softmax(dim=1).masked_fill(~positives, 0.0)
+        return -(log_prob.sum(1)[anchors] / positives.sum(1)[anchors]).mean()
+
+
+class WithAudioContrast(Objective):
+    """An objective plus `weight` x `AudioGroupContrast` on the same global batch; a batch the objective skips
+    (one group) stays skipped."""
+
+    def __init__(self, objective: Objective, weight: float, temperature: float) -> None:
+        super().__init__()
+        self.objective, self.weight, self.audio = objective, weight, AudioGroupContrast(temperature)
+
+    def score(self, batch: GlobalBatch, logit_scale, generator: torch.Generator | None) -> torch.Tensor:
+        loss = self.objective.score(batch, logit_scale, generator)
+        return loss if is_skipped_batch(loss) else loss + self.weight * self.audio(batch)
+
+
 def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One column per row, uniformly among the allowed ones."""
     weights = allowed.float().cpu()
@@ -317,7 +352,14 @@ def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) ->
 
 
 def build_loss(config, matching_head: nn.Module | None = None) -> Objective:
-    """The loss a `MusicClipConfig` asks for."""
+    """The loss a `MusicClipConfig` asks for: its objective, plus the audio-audio term when weighted."""
+    objective = _build_objective(config, matching_head)
+    if config.audio_contrast_weight > 0:
+        return WithAudioContrast(objective, config.audio_contrast_weight, config.audio_contrast_temperature)
+    return objective
+
+
+def _build_objective(config, matching_head: nn.Module | None) -> Objective:
     if config.objective == "ntxent":
         return NTXentLoss(config.symmetric_loss)
     if config.objective == "independent":

@@ -144,6 +144,15 @@ def _data_cell(result: dict) -> str:
     return ", ".join(f"`{d}`" for d in result.get("datasets") or [result["dataset"]])
 
 
+def _audio_term(config) -> str:
+    if not config.audio_contrast_weight:
+        return "none (the thesis objective alone)"
+    return (
+        f"weight {config.audio_contrast_weight}, temperature {config.audio_contrast_temperature}: clips of one "
+        "track are positives of each other"
+    )
+
+
 def pretrain_card(result: dict, config) -> str:
     objective = result["objective"]
     last = result["history"][-1] if result["history"] else {}
@@ -171,6 +180,7 @@ with `AutoModel.from_pretrained(folder, trust_remote_code=True)`; the audio side
 |---|---|
 | data | {_data_cell(result)} captions config: {result["train_tracks"]} training tracks, {result["heldout_tracks"]} held out (grouped) |
 | text tower | {text_state} |
+| audio-audio term | {_audio_term(config)} |
 | steps / epochs | {result["steps"]} / {result["epochs"]} |
 | audio window | {result["window_samples"]} samples at 16 kHz ({result["window_samples"] / 16000:.1f} s) |
 | last held-out loss | {last.get("heldout_loss")} |

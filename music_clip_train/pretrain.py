@@ -55,6 +55,13 @@ class PretrainArgs(launch.LaunchArgs):
             "help": "encode the text tower once and cache it; only its v/z projections train (default)"
         },
     )
+    audio_contrast_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "weight of the audio-audio term (clips of one track are positives; batches then hold clips "
+            "two by two per track); default: the model config's, 0 = the thesis objective alone"
+        },
+    )
     holdout: float = field(default=0.1, metadata={"help": "fraction of caption groups held out for eval"})
     seed: int = 0
     window_samples: int | None = field(
@@ -138,6 +145,8 @@ class PretrainSpec(loop.TrainingSpec):
             raise InputError("--epochs and --checkpoint-every must be >= 1 and --batch-size >= 2")
         if not 0 < args.holdout < 1:
             raise InputError(f"--holdout must be a fraction in (0, 1), got {args.holdout}")
+        if args.audio_contrast_weight is not None and args.audio_contrast_weight < 0:
+            raise InputError(f"--audio-contrast-weight must be >= 0, got {args.audio_contrast_weight}")
         if (Path(args.output) / "config.json").exists() and not args.resume:
             raise InputError(f"{args.output} already holds a model; choose another --output or pass --resume")
 
@@ -149,7 +158,13 @@ class PretrainSpec(loop.TrainingSpec):
         if len(self.train) < 2:
             raise InputError(f"only {len(self.train)} captions track(s) left for training after the hold-out")
         self.window_samples = recorded_window(args.dataset, args.window_samples)
-        model = new_pretrain_model(args.objective, self.window_samples, args.text_tower)
+        extra = (
+            {}
+            if args.audio_contrast_weight is None
+            else {"audio_contrast_weight": args.audio_contrast_weight}
+        )
+        model = new_pretrain_model(args.objective, self.window_samples, args.text_tower, **extra)
+        self.audio_contrast_weight = model.config.audio_contrast_weight
         self.processor = new_processor(model.config, *mel_statistics(self.train.mels), args.text_tower)
         where = f"dataset(s) {', '.join(args.dataset)}"
         check_mel_config(dataset_fe, self.processor.feature_extractor.to_dict(), where)
@@ -191,6 +206,7 @@ class PretrainSpec(loop.TrainingSpec):
             shuffle=shuffle,
             num_replicas=accelerator.num_processes,
             rank=accelerator.process_index,
+            groups=split.group_ids if shuffle and self.audio_contrast_weight > 0 else None,
         )
         collate = PretrainCollator(
             split,
@@ -259,6 +275,7 @@ class PretrainSpec(loop.TrainingSpec):
             "epochs": self.epochs,
             "max_examples": args.max_examples,
             "freeze_text": args.freeze_text,
+            "audio_contrast_weight": self.audio_contrast_weight,
             "window_samples": self.window_samples,
             "history": progress.history,
         }

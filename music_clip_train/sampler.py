@@ -7,13 +7,24 @@ from collections.abc import Iterator
 import numpy as np
 
 
+def paired_order(groups: list[str], rng: np.random.Generator) -> np.ndarray:
+    """All rows once, shuffled so that rows of one group come two by two (a group's odd row alone): a batch then
+    holds pairs of clips of one recording, the positives of the audio-audio term."""
+    by_group: dict[str, list[int]] = {}
+    for row in rng.permutation(len(groups)).tolist():
+        by_group.setdefault(groups[row], []).append(row)
+    units = [rows[i : i + 2] for rows in by_group.values() for i in range(0, len(rows), 2)]
+    return np.array([row for u in rng.permutation(len(units)).tolist() for row in units[u]], dtype=np.int64)
+
+
 class EpochBatchSampler:
     """Seeded shuffled batches that depend only on (seed, epoch): a resumed run sees the same order.
 
     With K processes (`num_replicas`) the global batch is K x `batch_size` rows, split into K near-equal parts
     without padding: rank r gets part r, so no row is ever duplicated to even out ranks and every rank takes the
     same number of steps. A last global batch under 2 rows per rank is merged into the one before (contrastive
-    losses need two tracks). `start` skips the first batches of the epoch (a mid-epoch resume).
+    losses need two tracks). `start` skips the first batches of the epoch (a mid-epoch resume). With `groups`
+    (one id per row) a shuffled epoch is a `paired_order`.
     """
 
     def __init__(
@@ -24,8 +35,12 @@ class EpochBatchSampler:
         shuffle: bool = True,
         num_replicas: int = 1,
         rank: int = 0,
+        groups: list[str] | None = None,
     ) -> None:
+        if groups is not None and len(groups) != size:
+            raise ValueError(f"groups must name the group of each of the {size} rows, got {len(groups)}")
         self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
+        self.groups = groups
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self.start = 0
@@ -36,7 +51,8 @@ class EpochBatchSampler:
     def global_batches(self) -> list[list[int]]:
         order = np.arange(self.size)
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+            rng = np.random.default_rng([self.seed, self.epoch])
+            order = rng.permutation(self.size) if self.groups is None else paired_order(self.groups, rng)
         step = self.batch_size * self.num_replicas
         chunks = [order[i : i + step].tolist() for i in range(0, self.size, step)]
         if len(chunks) > 1 and len(chunks[-1]) < 2 * self.num_replicas:

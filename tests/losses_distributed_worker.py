@@ -47,9 +47,14 @@ def synthetic_data(n_mels: int, window_frames: int) -> CaptionData:
     )
 
 
-def loss_and_grads(model, batch: dict, tracks: list[int], objective: str, backward) -> tuple[float, dict]:
-    """The objective's loss on `batch` (tracks in row order) and the gradients `backward` leaves on the model."""
+# Each objective alone, and one with the audio-audio term (groups reach across ranks: its pairs do too).
+LOSS_CASES = {**{o: (o, 0.0) for o in OBJECTIVES}, "independent+audio": ("independent", 0.5)}
+
+
+def loss_and_grads(model, batch: dict, tracks: list[int], case: str, backward) -> tuple[float, dict]:
+    """A loss case's loss on `batch` (tracks in row order) and the gradients `backward` leaves on the model."""
     inner = getattr(model, "module", model)
+    objective, inner.config.audio_contrast_weight = LOSS_CASES[case]
     inner.config.objective = objective
     inner.zero_grad(set_to_none=True)
     groups = torch.tensor([group_of(t) for t in tracks])
@@ -90,14 +95,15 @@ def main(model_dir: str, out_dir: str) -> None:
 
     results, grads = {}, {}
     for case, tracks in local.items():
-        for objective in OBJECTIVES:
-            batch = collate(data, processor, objective, tracks)
+        for objective in LOSS_CASES:
+            batch = collate(data, processor, LOSS_CASES[objective][0], tracks)
             loss, case_grads = loss_and_grads(model, batch, tracks, objective, accelerator.backward)
             results[f"{case}/{objective}"] = accelerator.gather(torch.tensor([loss])).tolist()
             grads.update({f"{case}/{objective}/{name}": g for name, g in case_grads.items()})
     # No generator: the ranks must still draw alike (from rank 0's global generator), even when their global
     # generators have drifted apart (e.g. dropout on batches of different shapes).
     torch.manual_seed(100 + accelerator.process_index)
+    model.module.config.audio_contrast_weight = 0.0
     for objective in ("triplet", "matching"):
         model.module.config.objective = objective
         batch = collate(data, processor, objective, mine)

@@ -201,3 +201,25 @@ def test_sync_batchnorm_is_refused_on_cpu_before_anything_is_built(dataset, tmp_
     ]
     assert train.main(argv) == 2
     assert "--sync-batchnorm needs GPUs" in capsys.readouterr().err and not out.exists()
+
+
+def test_paired_order_puts_clips_of_one_track_two_by_two() -> None:
+    from music_clip_train.sampler import EpochBatchSampler
+
+    groups = ["a"] * 5 + ["b"] * 2 + ["c"] + ["d"] * 4
+    sampler = EpochBatchSampler(len(groups), 4, seed=3, groups=groups)
+    order = [row for batch in sampler.batches() for row in batch]
+    assert sorted(order) == list(range(len(groups)))  # every row once
+    # Walking the order, rows pair up within their group: 2 pairs of a, 1 of b, 2 of d; a's fifth and c alone.
+    pairs, i = 0, 0
+    while i < len(order) - 1:
+        if groups[order[i]] == groups[order[i + 1]]:
+            pairs, i = pairs + 1, i + 2
+        else:
+            i += 1
+    assert pairs == 5
+    assert sampler.batches() == EpochBatchSampler(len(groups), 4, seed=3, groups=groups).batches()
+    sampler.set_epoch(1)
+    assert sampler.batches() != EpochBatchSampler(len(groups), 4, seed=3, groups=groups).batches()
+    with pytest.raises(ValueError, match="group of each"):
+        EpochBatchSampler(3, 2, seed=0, groups=["a"])

@@ -1,4 +1,5 @@
-"""Two processes (torchrun, gloo on CPU) score the global batch exactly as one process does, for every objective.
+"""Two processes (torchrun, gloo on CPU) score the global batch exactly as one process does, for every objective
+and for one with the audio-audio term.
 
 The worker is tests/losses_distributed_worker.py; this test builds the model it loads and recomputes every loss and
 gradient on one process from the global batch the ranks reported.
@@ -14,11 +15,17 @@ import sys
 import pytest
 import torch
 from conftest import REPO, tiny_config, tiny_processor
-from losses_distributed_worker import UNEVEN_ROWS, collate, group_of, loss_and_grads, synthetic_data
+from losses_distributed_worker import (
+    LOSS_CASES,
+    UNEVEN_ROWS,
+    collate,
+    group_of,
+    loss_and_grads,
+    synthetic_data,
+)
 from safetensors.torch import load_file
 from test_space import free_port
 
-from configuration_music_clip import OBJECTIVES
 from modeling_music_clip import MusicClipModel
 from music_clip_train.models import load_pretrained
 
@@ -58,6 +65,8 @@ def test_two_processes_score_the_global_batch_like_one(tmp_path, minilm_path):
     # Groups reach across the ranks, so the gathered group ids decide which cross-rank pairs are negatives.
     assert {group_of(t) for t in rank0} & {group_of(t) for t in rank1}
 
+    # The audio-audio case has pairs to score (a group on both ranks), so it is not the plain objective again.
+    assert summary["losses"]["even/independent+audio"][0] > summary["losses"]["even/independent"][0]
     for objective in ("triplet", "matching"):
         losses = summary["losses"][f"no-generator/{objective}"]
         assert losses[0] == losses[1], f"{objective} without a generator: the ranks drew differently"
@@ -68,8 +77,8 @@ def test_two_processes_score_the_global_batch_like_one(tmp_path, minilm_path):
     worst_loss = worst_grad = 0.0
     for case, batches in summary["batches"].items():
         tracks = [t for batch in batches for t in batch]  # the global batch: rank 0's rows, then rank 1's
-        for objective in OBJECTIVES:
-            batch = collate(data, processor, objective, tracks)
+        for objective in LOSS_CASES:
+            batch = collate(data, processor, LOSS_CASES[objective][0], tracks)
             loss_1, grads_1 = loss_and_grads(model, batch, tracks, objective, lambda loss: loss.backward())
             losses_2 = summary["losses"][f"{case}/{objective}"]
             assert losses_2[0] == losses_2[1], f"{case}/{objective}: the ranks disagree on the loss"

@@ -43,9 +43,11 @@ def write_dataset(
     seed: int = 0,
     drop: str | None = None,
     separable: bool = False,
+    caption_groups: int | None = None,
 ) -> Path:
     """A dataset folder with the columns of DESIGN.md "Dataset folder" (minus audio: training never reads it).
-    `separable`: each genre clip's label raises its own third of the mel bands, so the classes can be told apart."""
+    `separable`: each genre clip's label raises its own third of the mel bands, so the classes can be told apart.
+    `caption_groups`: the caption clips are cut from this many recordings (clip i from recording i mod k)."""
     rng = np.random.default_rng(seed)
     common = {
         "track_id": Value("string"),
@@ -62,7 +64,7 @@ def write_dataset(
     mels = _mels(rng, n_captions)
     captions = {
         "track_id": [f"cap{i}" for i in range(n_captions)],
-        "group_id": [f"capg{i}" for i in range(n_captions)],
+        "group_id": [f"capg{i % (caption_groups or n_captions)}" for i in range(n_captions)],
         "source": ["fixture"] * n_captions,
         "mel": mels,
         "mel_length": [len(m) for m in mels],
@@ -586,3 +588,29 @@ def test_pretrain_refuses_datasets_with_different_mel_front_ends(dataset, tmp_pa
     assert train.main(_pretrain_args(dataset, "independent", out, "--dataset", str(other))) == 2
     assert "record different audio windows" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_pretrain_with_the_audio_audio_term_records_it_and_trains_differently(tmp_path) -> None:
+    from transformers import AutoModel
+
+    data = write_dataset(tmp_path / "data", n_captions=24, caption_groups=6)  # 4 clips per recording
+    plain, paired = tmp_path / "plain", tmp_path / "paired"
+    assert train.main(_pretrain_args(data, "independent", plain, "--epochs", "1")) == 0
+    flags = ["--epochs", "1", "--audio-contrast-weight", "0.5"]
+    assert train.main(_pretrain_args(data, "independent", paired, *flags)) == 0
+    result = json.loads((paired / "train_results.json").read_text())
+    assert result["audio_contrast_weight"] == 0.5
+    assert json.loads((plain / "train_results.json").read_text())["audio_contrast_weight"] == 0.0
+    assert (
+        "weight 0.5, temperature 0.1: clips of one track are positives" in (paired / "README.md").read_text()
+    )
+    assert AutoModel.from_pretrained(paired, trust_remote_code=True).config.audio_contrast_weight == 0.5
+    losses = [
+        json.loads((f / "train_results.json").read_text())["history"][0]["train_loss"]
+        for f in (plain, paired)
+    ]
+    assert losses[1] > losses[0]  # the objective plus a positive audio-audio term
+    assert (
+        train.main(_pretrain_args(data, "independent", tmp_path / "bad", "--audio-contrast-weight", "-1"))
+        == 2
+    )
