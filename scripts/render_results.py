@@ -456,42 +456,73 @@ REAL_MUSIC_ROWS = (
         "independent",
     ),
     ("real+renders IS, 10 epochs (76k examples), probe", "probe-real-and-renders-10ep", "independent"),
+    ("real+renders IS, 60k examples, audio-audio term, probe", "probe-real-and-renders-60k-aa", "independent"),
+    (
+        "real+renders IS, 60k examples, audio-audio term, pretraining seed 1, probe",
+        "probe-real-and-renders-60k-aa-ps1",
+        "independent",
+    ),
 )
-# What each verdict block judges: (baseline rows, renders-only row, real+renders row). The probe's real+renders
-# row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random tower probed.
+# The same checkpoints on the ten-package held-out set (docs/results/real-music-ten/); the baseline is its own sweep.
+REAL_MUSIC_TEN_ROWS = (
+    ("baseline (from scratch)", "baseline", "none"),
+    *(row for row in REAL_MUSIC_ROWS if row[1].startswith("probe-")),
+)
+# Each held-out set: its folder under docs/results/ and its rows (the first, the baseline, always shown).
+REAL_MUSIC_SETS = {"real-music": REAL_MUSIC_ROWS, "real-music-ten": REAL_MUSIC_TEN_ROWS}
+# What each verdict block judges: (held-out set, baseline rows, renders-only row, real+renders row). The probe's
+# real+renders row must beat the better of both baselines at each N: the from-scratch CNN finetuned and a random
+# tower probed.
+PROBE_BASELINES = ("baseline (from scratch)", "random tower, probe")
 REAL_MUSIC_VERDICTS = {
-    "real-music-verdict": (("baseline (from scratch)",), "renders-only IS", "real+renders IS"),
+    "real-music-verdict": ("real-music", ("baseline (from scratch)",), "renders-only IS", "real+renders IS"),
     "real-music-probe-verdict": (
-        ("baseline (from scratch)", "random tower, probe"),
+        "real-music",
+        PROBE_BASELINES,
         "renders-only IS, probe",
         "real+renders IS, probe",
     ),
     "real-music-60k-verdict": (
+        "real-music",
         ("baseline (from scratch)",),
         "renders-only IS, 60k examples",
         "real+renders IS, 60k examples",
     ),
     "real-music-probe-60k-verdict": (
-        ("baseline (from scratch)", "random tower, probe"),
+        "real-music",
+        PROBE_BASELINES,
+        "renders-only IS, 60k examples, probe",
+        "real+renders IS, 60k examples, probe",
+    ),
+    "real-music-ten-probe-verdict": (
+        "real-music-ten",
+        PROBE_BASELINES,
+        "renders-only IS, probe",
+        "real+renders IS, probe",
+    ),
+    "real-music-ten-probe-60k-verdict": (
+        "real-music-ten",
+        PROBE_BASELINES,
         "renders-only IS, 60k examples, probe",
         "real+renders IS, 60k examples, probe",
     ),
 }
 
 
-def _real_music_f1(results: Path) -> dict[str, dict[int, list[float]]]:
-    """Row → N → every seed's test macro-F1."""
+def _real_music_f1(results: Path, held_out: str = "real-music") -> dict[str, dict[int, list[float]]]:
+    """Row → N → every seed's test macro-F1 on one held-out set."""
     f1 = {}
-    for row, sweep, objective in REAL_MUSIC_ROWS:
-        if not (results / "real-music" / sweep).is_dir() and row != REAL_MUSIC_ROWS[0][0]:
+    rows = REAL_MUSIC_SETS[held_out]
+    for row, sweep, objective in rows:
+        if not (results / held_out / sweep).is_dir() and row != rows[0][0]:
             continue
-        cells = aggregate(load_cells(results / "real-music" / sweep))
+        cells = aggregate(load_cells(results / held_out / sweep))
         f1[row] = {n: values for (o, n), values in cells.items() if o == objective}
     return f1
 
 
-def real_music_fewshot(results: Path) -> tuple[str, str]:
-    f1 = _real_music_f1(results)
+def real_music_fewshot(results: Path, held_out: str = "real-music") -> tuple[str, str]:
+    f1 = _real_music_f1(results, held_out)
     sizes = sorted({n for per_n in f1.values() for n in per_n})
     rows = [
         [row]
@@ -500,7 +531,7 @@ def real_music_fewshot(results: Path) -> tuple[str, str]:
     ]
     return _table(["model \\ N"] + [str(n) for n in sizes], rows), (
         "Test macro-F1 (soundtrack = package), mean ± population std over seeds; cell files under "
-        "`docs/results/real-music/<sweep>/<objective>/`."
+        f"`docs/results/{held_out}/<sweep>/<objective>/`."
     )
 
 
@@ -511,13 +542,13 @@ def _verdict(ok: bool) -> str:
 def real_music_verdict(results: Path, block: str) -> tuple[str, str]:
     """The target cell by cell: real+renders ≥ baseline + 0.05 at every N, ≥ 1.5× it at the smallest N, above
     renders-only at every N (the baseline: the best of the block's baseline rows at each N)."""
+    held_out, baselines, renders_row, real_row = REAL_MUSIC_VERDICTS[block]
     mean = {
         row: {n: float(np.mean(v)) for n, v in per_n.items()}
-        for row, per_n in _real_music_f1(results).items()
+        for row, per_n in _real_music_f1(results, held_out).items()
     }
-    baselines, renders_row, real_row = REAL_MUSIC_VERDICTS[block]
     if real_row not in mean:
-        raise ResultsError(f"{block}: no cells for row {real_row!r} under {results / 'real-music'}")
+        raise ResultsError(f"{block}: no cells for row {real_row!r} under {results / held_out}")
     renders, real = mean[renders_row], mean[real_row]
     sizes = sorted(set(renders) & set(real).intersection(*(mean[b] for b in baselines)))
     base = {n: max(mean[b][n] for b in baselines) for n in sizes}
@@ -614,6 +645,7 @@ BLOCKS: dict[str, Callable[[Path], tuple[str, str]]] = {
     "benchmarks": benchmarks,
     "descriptors": descriptors,
     "real-music-fewshot": real_music_fewshot,
+    "real-music-ten-fewshot": functools.partial(real_music_fewshot, held_out="real-music-ten"),
     **{block: functools.partial(real_music_verdict, block=block) for block in REAL_MUSIC_VERDICTS},
     "real-music-retrieval": real_music_retrieval,
 }
