@@ -192,3 +192,26 @@ def test_probe_verdict_judges_against_the_better_of_both_baselines(tmp_path: Pat
     text = (tmp_path / "README.md").read_text()
     assert "| 12 | +0.15: met | 1.50×: met | +0.15: met |" in text
     assert "| 24 | +0.02: **missed** | – | +0.12: met |" in text
+
+
+def test_ten_package_verdict_reads_its_own_folder_and_its_own_baseline_sweep(tmp_path: Path):
+    results = tmp_path / "docs" / "results"
+    f1 = {  # (held-out folder, sweep, objective) → macro-F1 at N = 40
+        ("real-music-ten", "baseline", "none"): 0.1,
+        ("real-music-ten", "probe-renders-only", "none"): 0.2,
+        ("real-music-ten", "probe-renders-only", "independent"): 0.25,
+        ("real-music-ten", "probe-real-and-renders", "independent"): 0.32,
+        ("real-music", "probe-real-and-renders", "independent"): 0.9,  # the four-package set: not read
+    }
+    for (held_out, sweep, objective), value in f1.items():
+        path = results / held_out / sweep / objective / "n40-seed0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_cell(objective, 40, 0, value)))
+    (tmp_path / "README.md").write_text(
+        "<!-- results:real-music-ten-probe-verdict -->\n<!-- /results:real-music-ten-probe-verdict -->\n"
+        "<!-- results:real-music-ten-fewshot -->\n<!-- /results:real-music-ten-fewshot -->\n"
+    )
+    assert render.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| 40 | +0.12: met | 1.60×: met | +0.07: met |" in text
+    assert "| baseline (from scratch) | 0.100 ± 0.000 |" in text and "0.900" not in text
