@@ -166,6 +166,11 @@ class MusicClipConfig(PretrainedConfig):
         channels, height, width = self.audio_output_shape
         return channels * height * width
 
+    @property
+    def uses_audio_contrast(self) -> bool:
+        """Pretraining adds the audio-audio term (and pairs clips of one group in its batches)."""
+        return self.audio_contrast_weight > 0
+
     def _validate(self) -> None:
         def positive(name: str) -> None:
             value = getattr(self, name)
@@ -190,11 +195,10 @@ class MusicClipConfig(PretrainedConfig):
             )
         if self.triplet_margin < 0:
             raise ValueError(f"triplet_margin must be >= 0, got {self.triplet_margin}")
-        if not self.audio_contrast_weight >= 0 or not self.audio_contrast_temperature > 0:
-            raise ValueError(
-                "audio_contrast_weight must be >= 0 and audio_contrast_temperature > 0, got "
-                f"{self.audio_contrast_weight} and {self.audio_contrast_temperature}"
-            )
+        if not self.audio_contrast_weight >= 0:
+            raise ValueError(f"audio_contrast_weight must be >= 0, got {self.audio_contrast_weight}")
+        if not self.audio_contrast_temperature > 0:
+            raise ValueError(f"audio_contrast_temperature must be > 0, got {self.audio_contrast_temperature}")
         if not self.calibration_temperature > 0:
             raise ValueError(f"calibration_temperature must be > 0, got {self.calibration_temperature}")
         if not self.max_logit_scale > 0:

@@ -313,8 +313,8 @@ class MatchingLoss(_SampledPairs):
 
 class AudioGroupContrast(nn.Module):
     """Audio-audio SupCon: each audio row's positives are the other rows of its group in the global batch, every
-    other group's rows its negatives (CLMR/COLA-style: two clips of one recording should embed alike). Rows with
-    no other row of their group are not anchors; a batch without any such pair adds a connected zero."""
+    other group's rows its negatives (CLMR/COLA-style: two clips of one recording should embed alike). A row is an
+    anchor when it has both; a batch without any anchor adds a connected zero."""
 
     def __init__(self, temperature: float) -> None:
         super().__init__()
@@ -323,11 +323,12 @@ class AudioGroupContrast(nn.Module):
     def forward(self, batch: GlobalBatch) -> torch.Tensor:
         z = F.normalize(batch.audio_z, dim=-1)
         itself = torch.eye(len(z), dtype=torch.bool, device=z.device)
-        positives = (batch.audio_group[:, None] == batch.audio_group[None, :]) & ~itself
-        anchors = positives.any(1)
-        logits = (z @ z.T / self.temperature).masked_fill(itself, float("-inf"))
+        same_group = batch.audio_group[:, None] == batch.audio_group[None, :]
+        positives = same_group & ~itself
+        anchors = positives.any(1) & (~same_group).any(1)
         if not anchors.any():
             return z.sum() * 0.0
+        logits = (z @ z.T / self.temperature).masked_fill(itself, float("-inf"))
         log_prob = logits.log_softmax(dim=1).masked_fill(~positives, 0.0)
         return -(log_prob.sum(1)[anchors] / positives.sum(1)[anchors]).mean()
 
@@ -354,7 +355,7 @@ def _sample_columns(allowed: torch.Tensor, generator: torch.Generator | None) ->
 def build_loss(config, matching_head: nn.Module | None = None) -> Objective:
     """The loss a `MusicClipConfig` asks for: its objective, plus the audio-audio term when weighted."""
     objective = _build_objective(config, matching_head)
-    if config.audio_contrast_weight > 0:
+    if config.uses_audio_contrast:
         return WithAudioContrast(objective, config.audio_contrast_weight, config.audio_contrast_temperature)
     return objective
 

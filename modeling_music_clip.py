@@ -452,8 +452,9 @@ class MusicClipModel(MusicClipPreTrainedModel):
     ) -> MusicClipOutput | tuple:
         """Embed both sides; with `return_loss=True` compute the configured objective.
 
-        `audio_group` (B,) int ids: rows of one group (track or piece) are never negatives of each other
-        (default: every row its own group). `generator` drives STL/SMM sampling (seed it alike on every process).
+        `audio_group` (B,) int ids: rows of one group (track or piece) are never negatives of each other, and
+        with `audio_contrast_weight` > 0 they are the audio-audio term's positives (default: every row its own
+        group). `generator` drives STL/SMM sampling (seed it alike on every process).
         `text_audio_index[m]` names the audio row that text m describes (default: text m ↔ audio m).
         `text_v` may replace `input_ids` with cached v embeddings of a frozen text tower, `text_pooled` with its
         cached pooled outputs (`get_text_pooled`; the v layer then trains).

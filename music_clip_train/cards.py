@@ -9,6 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, EvalResult, ModelCard, ModelCardData
 
+from configuration_music_clip import MusicClipConfig
 from modeling_music_clip import card_pipeline_tag, model_card_body
 
 from .calibration import reliability_diagram
@@ -144,8 +145,8 @@ def _data_cell(result: dict) -> str:
     return ", ".join(f"`{d}`" for d in result.get("datasets") or [result["dataset"]])
 
 
-def _audio_term(config) -> str:
-    if not config.audio_contrast_weight:
+def _audio_term(config: MusicClipConfig) -> str:
+    if not config.uses_audio_contrast:
         return "none (the thesis objective alone)"
     return (
         f"weight {config.audio_contrast_weight}, temperature {config.audio_contrast_temperature}: clips of one "

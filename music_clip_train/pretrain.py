@@ -59,7 +59,7 @@ class PretrainArgs(launch.LaunchArgs):
         default=None,
         metadata={
             "help": "weight of the audio-audio term (clips of one track are positives; batches then hold clips "
-            "two by two per track); default: the model config's, 0 = the thesis objective alone"
+            "two by two per track; needs an even --batch-size); default off: the thesis objective alone"
         },
     )
     holdout: float = field(default=0.1, metadata={"help": "fraction of caption groups held out for eval"})
@@ -145,8 +145,13 @@ class PretrainSpec(loop.TrainingSpec):
             raise InputError("--epochs and --checkpoint-every must be >= 1 and --batch-size >= 2")
         if not 0 < args.holdout < 1:
             raise InputError(f"--holdout must be a fraction in (0, 1), got {args.holdout}")
-        if args.audio_contrast_weight is not None and args.audio_contrast_weight < 0:
-            raise InputError(f"--audio-contrast-weight must be >= 0, got {args.audio_contrast_weight}")
+        weight = args.audio_contrast_weight
+        if weight is not None and not weight >= 0:
+            raise InputError(f"--audio-contrast-weight must be >= 0, got {weight}")
+        if weight and args.batch_size % 2:
+            raise InputError(
+                f"--audio-contrast-weight pairs clips: --batch-size must be even, got {args.batch_size}"
+            )
         if (Path(args.output) / "config.json").exists() and not args.resume:
             raise InputError(f"{args.output} already holds a model; choose another --output or pass --resume")
 
@@ -165,6 +170,7 @@ class PretrainSpec(loop.TrainingSpec):
         )
         model = new_pretrain_model(args.objective, self.window_samples, args.text_tower, **extra)
         self.audio_contrast_weight = model.config.audio_contrast_weight
+        self.pairs_clips = model.config.uses_audio_contrast
         self.processor = new_processor(model.config, *mel_statistics(self.train.mels), args.text_tower)
         where = f"dataset(s) {', '.join(args.dataset)}"
         check_mel_config(dataset_fe, self.processor.feature_extractor.to_dict(), where)
@@ -206,7 +212,7 @@ class PretrainSpec(loop.TrainingSpec):
             shuffle=shuffle,
             num_replicas=accelerator.num_processes,
             rank=accelerator.process_index,
-            groups=split.group_ids if shuffle and self.audio_contrast_weight > 0 else None,
+            groups=split.group_ids if self.pairs_clips else None,  # the held-out batches too: same loss
         )
         collate = PretrainCollator(
             split,

@@ -8,13 +8,21 @@ import numpy as np
 
 
 def paired_order(groups: list[str], rng: np.random.Generator) -> np.ndarray:
-    """All rows once, shuffled so that rows of one group come two by two (a group's odd row alone): a batch then
-    holds pairs of clips of one recording, the positives of the audio-audio term."""
+    """All rows once, in 2-row units: two rows of one group where the group has two left, else two leftover rows
+    of different groups (an odd total's last row comes last). Any even batch size then keeps every pair of a group
+    in one batch: the positives of the audio-audio term."""
     by_group: dict[str, list[int]] = {}
     for row in rng.permutation(len(groups)).tolist():
         by_group.setdefault(groups[row], []).append(row)
-    units = [rows[i : i + 2] for rows in by_group.values() for i in range(0, len(rows), 2)]
-    return np.array([row for u in rng.permutation(len(units)).tolist() for row in units[u]], dtype=np.int64)
+    pairs = [rows[i : i + 2] for rows in by_group.values() for i in range(0, len(rows) - 1, 2)]
+    leftovers = [rows[-1] for rows in by_group.values() if len(rows) % 2]
+    units = pairs + [leftovers[i : i + 2] for i in range(0, len(leftovers) - 1, 2)]
+    odd_row = (
+        leftovers[-1:] if len(leftovers) % 2 else []
+    )  # last, so it shifts no pair across a batch boundary
+    return np.array(
+        [row for u in rng.permutation(len(units)).tolist() for row in units[u]] + odd_row, np.int64
+    )
 
 
 class EpochBatchSampler:
@@ -24,7 +32,8 @@ class EpochBatchSampler:
     without padding: rank r gets part r, so no row is ever duplicated to even out ranks and every rank takes the
     same number of steps. A last global batch under 2 rows per rank is merged into the one before (contrastive
     losses need two tracks). `start` skips the first batches of the epoch (a mid-epoch resume). With `groups`
-    (one id per row) a shuffled epoch is a `paired_order`.
+    (one id per row) every epoch, shuffled or not, is a `paired_order` seeded like the shuffle, and the global
+    batch must be even.
     """
 
     def __init__(
@@ -39,6 +48,8 @@ class EpochBatchSampler:
     ) -> None:
         if groups is not None and len(groups) != size:
             raise ValueError(f"groups must name the group of each of the {size} rows, got {len(groups)}")
+        if groups is not None and batch_size * num_replicas % 2:
+            raise ValueError(f"paired batches need an even global batch, got {batch_size} x {num_replicas}")
         self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
         self.groups = groups
         self.num_replicas, self.rank = num_replicas, rank
@@ -49,10 +60,11 @@ class EpochBatchSampler:
         self.epoch, self.start = epoch, start
 
     def global_batches(self) -> list[list[int]]:
-        order = np.arange(self.size)
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            order = rng.permutation(self.size) if self.groups is None else paired_order(self.groups, rng)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.groups is not None:
+            order = paired_order(self.groups, rng)
+        else:
+            order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         step = self.batch_size * self.num_replicas
         chunks = [order[i : i + step].tolist() for i in range(0, self.size, step)]
         if len(chunks) > 1 and len(chunks[-1]) < 2 * self.num_replicas:
@@ -69,4 +81,8 @@ class EpochBatchSampler:
         return iter(self.batches()[self.start :])
 
     def __len__(self) -> int:
-        return len(self.global_batches())
+        """The number of global batches, without drawing the order (the loop asks every step)."""
+        step = self.batch_size * self.num_replicas
+        chunks = -(-self.size // step)
+        last = self.size - (chunks - 1) * step
+        return chunks - 1 if chunks > 1 and last < 2 * self.num_replicas else chunks

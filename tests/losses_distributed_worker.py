@@ -54,8 +54,9 @@ LOSS_CASES = {**{o: (o, 0.0) for o in OBJECTIVES}, "independent+audio": ("indepe
 def loss_and_grads(model, batch: dict, tracks: list[int], case: str, backward) -> tuple[float, dict]:
     """A loss case's loss on `batch` (tracks in row order) and the gradients `backward` leaves on the model."""
     inner = getattr(model, "module", model)
-    objective, inner.config.audio_contrast_weight = LOSS_CASES[case]
+    objective, weight = LOSS_CASES[case]
     inner.config.objective = objective
+    inner.config.audio_contrast_weight = weight
     inner.zero_grad(set_to_none=True)
     groups = torch.tensor([group_of(t) for t in tracks])
     generator = torch.Generator().manual_seed(SEED + OBJECTIVES.index(objective))
@@ -95,11 +96,11 @@ def main(model_dir: str, out_dir: str) -> None:
 
     results, grads = {}, {}
     for case, tracks in local.items():
-        for objective in LOSS_CASES:
-            batch = collate(data, processor, LOSS_CASES[objective][0], tracks)
-            loss, case_grads = loss_and_grads(model, batch, tracks, objective, accelerator.backward)
-            results[f"{case}/{objective}"] = accelerator.gather(torch.tensor([loss])).tolist()
-            grads.update({f"{case}/{objective}/{name}": g for name, g in case_grads.items()})
+        for loss_case, (objective, _) in LOSS_CASES.items():
+            batch = collate(data, processor, objective, tracks)
+            loss, case_grads = loss_and_grads(model, batch, tracks, loss_case, accelerator.backward)
+            results[f"{case}/{loss_case}"] = accelerator.gather(torch.tensor([loss])).tolist()
+            grads.update({f"{case}/{loss_case}/{name}": g for name, g in case_grads.items()})
     # No generator: the ranks must still draw alike (from rank 0's global generator), even when their global
     # generators have drifted apart (e.g. dropout on batches of different shapes).
     torch.manual_seed(100 + accelerator.process_index)

@@ -203,23 +203,34 @@ def test_sync_batchnorm_is_refused_on_cpu_before_anything_is_built(dataset, tmp_
     assert "--sync-batchnorm needs GPUs" in capsys.readouterr().err and not out.exists()
 
 
-def test_paired_order_puts_clips_of_one_track_two_by_two() -> None:
+def test_paired_order_keeps_each_pair_of_a_track_in_one_batch() -> None:
     from music_clip_train.sampler import EpochBatchSampler
 
-    groups = ["a"] * 5 + ["b"] * 2 + ["c"] + ["d"] * 4
-    sampler = EpochBatchSampler(len(groups), 4, seed=3, groups=groups)
-    order = [row for batch in sampler.batches() for row in batch]
-    assert sorted(order) == list(range(len(groups)))  # every row once
-    # Walking the order, rows pair up within their group: 2 pairs of a, 1 of b, 2 of d; a's fifth and c alone.
-    pairs, i = 0, 0
-    while i < len(order) - 1:
-        if groups[order[i]] == groups[order[i + 1]]:
-            pairs, i = pairs + 1, i + 2
-        else:
-            i += 1
-    assert pairs == 5
-    assert sampler.batches() == EpochBatchSampler(len(groups), 4, seed=3, groups=groups).batches()
+    groups = ["a"] * 5 + ["b"] * 2 + ["c"] + ["d"] * 4 + ["e"]
+    for seed in range(5):
+        sampler = EpochBatchSampler(len(groups), 4, seed=seed, groups=groups)
+        batches = sampler.batches()
+        assert sorted(row for batch in batches for row in batch) == list(range(len(groups)))  # every row once
+        assert len(sampler) == len(batches)
+        # a: 2 pairs, b: 1, d: 2, and every pair inside one batch (c, e and a's fifth row pair up across groups).
+        pairs = sum(
+            sum(n // 2 for n in np.unique([groups[r] for r in batch], return_counts=True)[1])
+            for batch in batches
+        )
+        assert pairs == 5, (seed, batches)
+    assert sampler.batches() == EpochBatchSampler(len(groups), 4, seed=4, groups=groups).batches()
     sampler.set_epoch(1)
-    assert sampler.batches() != EpochBatchSampler(len(groups), 4, seed=3, groups=groups).batches()
+    assert sampler.batches() != EpochBatchSampler(len(groups), 4, seed=4, groups=groups).batches()
     with pytest.raises(ValueError, match="group of each"):
         EpochBatchSampler(3, 2, seed=0, groups=["a"])
+    with pytest.raises(ValueError, match="even global batch"):
+        EpochBatchSampler(3, 3, seed=0, groups=["a", "a", "b"])
+
+
+def test_sampler_length_is_the_number_of_batches() -> None:
+    from music_clip_train.sampler import EpochBatchSampler
+
+    for size in range(2, 40):
+        for batch_size, replicas in ((4, 1), (3, 2), (8, 3)):
+            sampler = EpochBatchSampler(size, batch_size, seed=0, num_replicas=replicas)
+            assert len(sampler) == len(sampler.global_batches()), (size, batch_size, replicas)

@@ -590,8 +590,20 @@ def test_pretrain_refuses_datasets_with_different_mel_front_ends(dataset, tmp_pa
     assert not out.exists()
 
 
-def test_pretrain_with_the_audio_audio_term_records_it_and_trains_differently(tmp_path) -> None:
+def _parse_pretrain(argv: list[str]):
+    from transformers import HfArgumentParser
+
+    from music_clip_train.pretrain import PretrainArgs
+
+    (args,) = HfArgumentParser(PretrainArgs).parse_args_into_dataclasses(argv[1:])
+    return args
+
+
+def test_pretrain_with_the_audio_audio_term_records_it_and_pairs_its_batches(tmp_path) -> None:
+    from accelerate import Accelerator
     from transformers import AutoModel
+
+    from music_clip_train.pretrain import PretrainSpec
 
     data = write_dataset(tmp_path / "data", n_captions=24, caption_groups=6)  # 4 clips per recording
     plain, paired = tmp_path / "plain", tmp_path / "paired"
@@ -609,8 +621,19 @@ def test_pretrain_with_the_audio_audio_term_records_it_and_trains_differently(tm
         json.loads((f / "train_results.json").read_text())["history"][0]["train_loss"]
         for f in (plain, paired)
     ]
-    assert losses[1] > losses[0]  # the objective plus a positive audio-audio term
-    assert (
-        train.main(_pretrain_args(data, "independent", tmp_path / "bad", "--audio-contrast-weight", "-1"))
-        == 2
-    )
+    assert losses[1] > losses[0]  # the objective plus a positive audio-audio term (on other batches)
+    # The training and held-out batches hold each track's clips two by two.
+    spec = PretrainSpec(_parse_pretrain(_pretrain_args(data, "independent", tmp_path / "spec", *flags)))
+    spec.accelerator = Accelerator(cpu=True)
+    parts = spec.setup(spec.accelerator)
+    for sampler, split in ((parts.sampler, spec.train), (spec.held_loader.batch_sampler, spec.held)):
+        assert sampler.groups == split.group_ids
+        for batch in sampler.batches():
+            groups = [split.group_ids[i] for i in batch]
+            assert all(groups.count(g) % 2 == 0 for g in groups), groups  # 4 clips per track: whole pairs
+    for bad in (
+        ["--audio-contrast-weight", "-1"],
+        ["--audio-contrast-weight", "nan"],
+        [*flags, "--batch-size", "5"],
+    ):
+        assert train.main(_pretrain_args(data, "independent", tmp_path / "bad", *bad)) == 2
