@@ -432,7 +432,14 @@ def benchmarks(results: Path) -> tuple[str, str]:
     return _table(["what", "command", "result", "measured"], rows), f"Source: {data['source']}."
 
 
-# The real-music table's rows: (row, sweep folder under docs/results/real-music/, objective). The baseline is the
+# The three pretraining seeds' probe sweeps of each 20k checkpoint: a pooled row averages over both seeds.
+RENDERS_ONLY_SEEDS = ("probe-renders-only", "probe-renders-only-ps1", "probe-renders-only-ps2")
+REAL_AND_RENDERS_SEEDS = (
+    "probe-real-and-renders",
+    "probe-real-and-renders-ps1",
+    "probe-real-and-renders-ps2",
+)
+# The real-music table's rows: (row, sweep folder(s) under docs/results/real-music/, objective). The baseline is the
 # renders-only sweep's un-pretrained cells; every sweep shares the dataset, sizes and seeds. A row is shown when
 # its folder exists (the first always): the finetuning rows, an ablation of the captions, then the probe rows.
 REAL_MUSIC_ROWS = (
@@ -445,6 +452,10 @@ REAL_MUSIC_ROWS = (
     ("real+renders IS, probe", "probe-real-and-renders", "independent"),
     ("renders-only IS, pretraining seed 1, probe", "probe-renders-only-ps1", "independent"),
     ("real+renders IS, pretraining seed 1, probe", "probe-real-and-renders-ps1", "independent"),
+    ("renders-only IS, pretraining seed 2, probe", "probe-renders-only-ps2", "independent"),
+    ("real+renders IS, pretraining seed 2, probe", "probe-real-and-renders-ps2", "independent"),
+    ("renders-only IS, pretraining seeds 0-2 pooled, probe", RENDERS_ONLY_SEEDS, "independent"),
+    ("real+renders IS, pretraining seeds 0-2 pooled, probe", REAL_AND_RENDERS_SEEDS, "independent"),
     ("renders-only IS, 60k examples", "renders-only-60k", "independent"),
     ("real+renders IS, 60k examples", "real-and-renders-60k", "independent"),
     ("renders-only IS, 60k examples, probe", "probe-renders-only-60k", "independent"),
@@ -456,17 +467,27 @@ REAL_MUSIC_ROWS = (
         "independent",
     ),
     ("real+renders IS, 10 epochs (76k examples), probe", "probe-real-and-renders-10ep", "independent"),
-    ("real+renders IS, 60k examples, audio-audio term, probe", "probe-real-and-renders-60k-aa", "independent"),
+    (
+        "real+renders IS, 60k examples, audio-audio term, probe",
+        "probe-real-and-renders-60k-aa",
+        "independent",
+    ),
     (
         "real+renders IS, 60k examples, audio-audio term, pretraining seed 1, probe",
         "probe-real-and-renders-60k-aa-ps1",
         "independent",
     ),
 )
+
+
 # The same checkpoints on the ten-package held-out set (docs/results/real-music-ten/); the baseline is its own sweep.
+def _sweeps(sweeps: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (sweeps,) if isinstance(sweeps, str) else sweeps
+
+
 REAL_MUSIC_TEN_ROWS = (
     ("baseline (from scratch)", "baseline", "none"),
-    *(row for row in REAL_MUSIC_ROWS if row[1].startswith("probe-")),
+    *(row for row in REAL_MUSIC_ROWS if all(s.startswith("probe-") for s in _sweeps(row[1]))),
 )
 # Each held-out set: its folder under docs/results/ and its rows (the first, the baseline, always shown).
 REAL_MUSIC_SETS = {"real-music": REAL_MUSIC_ROWS, "real-music-ten": REAL_MUSIC_TEN_ROWS}
@@ -494,6 +515,18 @@ REAL_MUSIC_VERDICTS = {
         "renders-only IS, 60k examples, probe",
         "real+renders IS, 60k examples, probe",
     ),
+    "real-music-probe-seeds-verdict": (
+        "real-music",
+        PROBE_BASELINES,
+        "renders-only IS, pretraining seeds 0-2 pooled, probe",
+        "real+renders IS, pretraining seeds 0-2 pooled, probe",
+    ),
+    "real-music-ten-probe-seeds-verdict": (
+        "real-music-ten",
+        PROBE_BASELINES,
+        "renders-only IS, pretraining seeds 0-2 pooled, probe",
+        "real+renders IS, pretraining seeds 0-2 pooled, probe",
+    ),
     "real-music-ten-probe-verdict": (
         "real-music-ten",
         PROBE_BASELINES,
@@ -513,11 +546,15 @@ def _real_music_f1(results: Path, held_out: str = "real-music") -> dict[str, dic
     """Row → N → every seed's test macro-F1 on one held-out set."""
     f1 = {}
     rows = REAL_MUSIC_SETS[held_out]
-    for row, sweep, objective in rows:
-        if not (results / held_out / sweep).is_dir() and row != rows[0][0]:
+    for row, sweeps, objective in rows:
+        sweeps = _sweeps(sweeps)
+        if not all((results / held_out / sweep).is_dir() for sweep in sweeps) and row != rows[0][0]:
             continue
-        cells = aggregate(load_cells(results / held_out / sweep))
-        f1[row] = {n: values for (o, n), values in cells.items() if o == objective}
+        f1[row] = {}
+        for sweep in sweeps:
+            for (o, n), values in aggregate(load_cells(results / held_out / sweep)).items():
+                if o == objective:
+                    f1[row].setdefault(n, []).extend(values)
     return f1
 
 
