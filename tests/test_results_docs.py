@@ -215,3 +215,28 @@ def test_ten_package_verdict_reads_its_own_folder_and_its_own_baseline_sweep(tmp
     text = (tmp_path / "README.md").read_text()
     assert "| 40 | +0.12: met | 1.60×: met | +0.07: met |" in text
     assert "| baseline (from scratch) | 0.100 ± 0.000 |" in text and "0.900" not in text
+
+
+def test_a_pooled_row_averages_every_pretraining_seed_sweep(tmp_path: Path):
+    results = tmp_path / "docs" / "results" / "real-music-ten"
+    f1 = {"baseline": 0.1, "probe-real-and-renders": 0.2, "probe-real-and-renders-ps1": 0.3}
+    for sweep, value in f1.items():
+        objective = "none" if sweep == "baseline" else "independent"
+        path = results / sweep / objective / "n40-seed0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_cell(objective, 40, 0, value)))
+    (tmp_path / "README.md").write_text(
+        "<!-- results:real-music-ten-fewshot -->\n<!-- /results:real-music-ten-fewshot -->\n"
+    )
+    assert render.main(["--root", str(tmp_path)]) == 0
+    assert (
+        "real+renders IS, pretraining seeds 0-2 pooled" not in (tmp_path / "README.md").read_text()
+    )  # ps2 missing
+    path = results / "probe-real-and-renders-ps2" / "independent" / "n40-seed0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_cell("independent", 40, 0, 0.7)))
+    assert render.main(["--root", str(tmp_path)]) == 0
+    assert (
+        "| real+renders IS, pretraining seeds 0-2 pooled, probe | 0.400 ± 0.216 |"
+        in (tmp_path / "README.md").read_text()
+    )
