@@ -487,6 +487,18 @@ def _sweeps(sweeps: str | tuple[str, ...]) -> tuple[str, ...]:
 
 REAL_MUSIC_TEN_ROWS = (
     ("baseline (from scratch)", "baseline", "none"),
+    ("renders-only IS", "renders-only", "independent"),
+    ("real+renders IS", "real-and-renders", "independent"),
+    (
+        "renders-only IS, pretraining seeds 0-2 pooled",
+        tuple(s.removeprefix("probe-") for s in RENDERS_ONLY_SEEDS),
+        "independent",
+    ),
+    (
+        "real+renders IS, pretraining seeds 0-2 pooled",
+        tuple(s.removeprefix("probe-") for s in REAL_AND_RENDERS_SEEDS),
+        "independent",
+    ),
     *(row for row in REAL_MUSIC_ROWS if all(s.startswith("probe-") for s in _sweeps(row[1]))),
 )
 # Each held-out set: its folder under docs/results/ and its rows (the first, the baseline, always shown).
@@ -520,6 +532,12 @@ REAL_MUSIC_VERDICTS = {
         PROBE_BASELINES,
         "renders-only IS, pretraining seeds 0-2 pooled, probe",
         "real+renders IS, pretraining seeds 0-2 pooled, probe",
+    ),
+    "real-music-ten-seeds-verdict": (
+        "real-music-ten",
+        ("baseline (from scratch)",),
+        "renders-only IS, pretraining seeds 0-2 pooled",
+        "real+renders IS, pretraining seeds 0-2 pooled",
     ),
     "real-music-ten-probe-seeds-verdict": (
         "real-music-ten",
