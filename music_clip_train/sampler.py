@@ -17,12 +17,10 @@ def paired_order(groups: list[str], rng: np.random.Generator) -> np.ndarray:
     pairs = [rows[i : i + 2] for rows in by_group.values() for i in range(0, len(rows) - 1, 2)]
     leftovers = [rows[-1] for rows in by_group.values() if len(rows) % 2]
     units = pairs + [leftovers[i : i + 2] for i in range(0, len(leftovers) - 1, 2)]
-    odd_row = (
-        leftovers[-1:] if len(leftovers) % 2 else []
-    )  # last, so it shifts no pair across a batch boundary
-    return np.array(
-        [row for u in rng.permutation(len(units)).tolist() for row in units[u]] + odd_row, np.int64
-    )
+    # An odd total's last row goes last, so it shifts no pair across a batch boundary.
+    odd_row = leftovers[-1:] if len(leftovers) % 2 else []
+    order = [row for u in rng.permutation(len(units)).tolist() for row in units[u]]
+    return np.array(order + odd_row, np.int64)
 
 
 class EpochBatchSampler:
@@ -65,11 +63,16 @@ class EpochBatchSampler:
             order = paired_order(self.groups, rng)
         else:
             order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
-        step = self.batch_size * self.num_replicas
-        chunks = [order[i : i + step].tolist() for i in range(0, self.size, step)]
-        if len(chunks) > 1 and len(chunks[-1]) < 2 * self.num_replicas:
-            chunks[-2].extend(chunks.pop())
-        return chunks
+        starts = self._batch_starts()
+        return [order[a:b].tolist() for a, b in zip(starts, [*starts[1:], self.size])]
+
+    def _batch_starts(self) -> list[int]:
+        """Where each global batch starts in the epoch's order; a last one under 2 rows per rank is merged into
+        the one before (contrastive losses need two tracks)."""
+        starts = list(range(0, self.size, self.batch_size * self.num_replicas))
+        if len(starts) > 1 and self.size - starts[-1] < 2 * self.num_replicas:
+            starts.pop()
+        return starts
 
     def batches(self) -> list[list[int]]:
         """This rank's part of every global batch."""
@@ -82,7 +85,4 @@ class EpochBatchSampler:
 
     def __len__(self) -> int:
         """The number of global batches, without drawing the order (the loop asks every step)."""
-        step = self.batch_size * self.num_replicas
-        chunks = -(-self.size // step)
-        last = self.size - (chunks - 1) * step
-        return chunks - 1 if chunks > 1 and last < 2 * self.num_replicas else chunks
+        return len(self._batch_starts())

@@ -432,7 +432,7 @@ def benchmarks(results: Path) -> tuple[str, str]:
     return _table(["what", "command", "result", "measured"], rows), f"Source: {data['source']}."
 
 
-# The three pretraining seeds' probe sweeps of each 20k checkpoint: a pooled row averages over both seeds.
+# The three pretraining seeds' probe sweeps of each 20k checkpoint: a pooled row averages all their cells.
 RENDERS_ONLY_SEEDS = ("probe-renders-only", "probe-renders-only-ps1", "probe-renders-only-ps2")
 REAL_AND_RENDERS_SEEDS = (
     "probe-real-and-renders",
@@ -480,11 +480,12 @@ REAL_MUSIC_ROWS = (
 )
 
 
-# The same checkpoints on the ten-package held-out set (docs/results/real-music-ten/); the baseline is its own sweep.
 def _sweeps(sweeps: str | tuple[str, ...]) -> tuple[str, ...]:
     return (sweeps,) if isinstance(sweeps, str) else sweeps
 
 
+# The same checkpoints on the ten-package held-out set (docs/results/real-music-ten/): its own baseline sweep,
+# the finetuning rows of the three pretraining seeds, then every probe row.
 REAL_MUSIC_TEN_ROWS = (
     ("baseline (from scratch)", "baseline", "none"),
     ("renders-only IS", "renders-only", "independent"),

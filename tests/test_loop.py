@@ -233,4 +233,9 @@ def test_sampler_length_is_the_number_of_batches() -> None:
     for size in range(2, 40):
         for batch_size, replicas in ((4, 1), (3, 2), (8, 3)):
             sampler = EpochBatchSampler(size, batch_size, seed=0, num_replicas=replicas)
-            assert len(sampler) == len(sampler.global_batches()), (size, batch_size, replicas)
+            batches, step = sampler.global_batches(), batch_size * replicas
+            assert len(sampler) == len(batches), (size, batch_size, replicas)
+            assert sorted(row for batch in batches for row in batch) == list(range(size))
+            assert all(len(batch) == step for batch in batches[:-1])
+            # The last batch: whole, or a short one holding 2 rows per rank, or a short one merged in.
+            assert len(batches) == 1 or 2 * replicas <= len(batches[-1]) < step + 2 * replicas
