@@ -31,6 +31,7 @@ from datasets import (
 )
 
 from audio_music_clip import AUDIO_PATH_VERSION
+from music_clip_common.hashing import folder_fingerprint, local_datasets_cache
 
 from .refs import locate
 
@@ -135,17 +136,6 @@ def model_fingerprint(model: torch.nn.Module, feature_extractor) -> str:
     return digest.hexdigest()[:16]
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """Names, sizes and mtimes of a dataset folder's files (hidden caches such as ours and the builder's
-    `.cache/` excluded)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
-
-
 def load_library(ref: str, cache_dir: str | None = None) -> Dataset:
     """Both configs of a MusicCLIP dataset (folder or Hub id) as one table: captions rows keep their caption,
     genres rows their genre name; audio stays undecoded (bytes) until a result is played."""
@@ -190,10 +180,12 @@ def load_libraries(refs: list[str], cache_root: str | None) -> tuple[Dataset, Pa
     parts, keys, base = [], [], _cache_base(refs[0], cache_root)
     for ref in refs:
         local = Path(ref).is_dir()
-        # datasets 5.2 reuses its Arrow cache for a rebuilt local folder (same config hash), so a local
-        # library gets a datasets cache of its own, keyed by the folder's files.
         data_fp = folder_fingerprint(Path(ref)) if local else None
-        cache_dir = str(_cache_base(ref, cache_root) / f"datasets-{data_fp}") if local else None
+        cache_dir = None
+        if local:  # its own Arrow cache, keyed by its files (see local_datasets_cache)
+            cache_dir = str(
+                Path(cache_root) / f"datasets-{data_fp}" if cache_root else local_datasets_cache(Path(ref))
+            )
         parts.append(load_library(ref, cache_dir=cache_dir))
         keys.append(data_fp or ref)
         # A Hub id first: the cache goes next to datasets' own Arrow files.

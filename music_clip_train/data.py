@@ -14,6 +14,8 @@ from typing import Self
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, get_dataset_config_names, load_dataset
 
+from music_clip_common.hashing import local_datasets_cache
+
 from .errors import InputError
 
 # A Hub dataset is only ever asked for explicitly (the Space's rule too, space/config.py): anything else is a
@@ -63,7 +65,8 @@ def _load_config(dataset: str, config: str) -> DatasetDict:
         )
     try:
         name, revision = dataset_location(dataset)
-        return load_dataset(name, config, revision=revision)
+        cache_dir = None if hub_dataset(dataset) else str(local_datasets_cache(Path(name)))
+        return load_dataset(name, config, revision=revision, cache_dir=cache_dir)
     except ValueError as err:  # e.g. a split file with no rows: "Instruction 'test' corresponds to no data"
         raise InputError(
             f"dataset {dataset!r} config {config!r} could not be loaded: {err} (a split with no rows?)"

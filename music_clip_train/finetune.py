@@ -29,7 +29,7 @@ from .metric_modules import classification_scores
 from .models import load_classifier_init, mel_statistics, resolve_window_samples
 from .ood_fit import fit_classifier_ood
 from .sampler import EpochBatchSampler
-from .subsets import carve_validation, nested_order, plan_sizes
+from .subsets import N_UNIT_NOUNS, N_UNITS, balanced_tracks, carve_validation, nested_order, plan_sizes
 
 
 @dataclass
@@ -39,6 +39,10 @@ class FinetuneArgs(launch.LaunchArgs):
     output: str = field(metadata={"help": "classifier folder to write"})
     n: int | None = field(
         default=None, metadata={"help": "training-subset size (default: the whole train split)"}
+    )
+    n_unit: str = field(
+        default="clips",
+        metadata={"choices": list(N_UNITS), "help": "what --n counts: " + "; ".join(N_UNITS.values())},
     )
     seed: int = 0
     epochs: int = 30
@@ -98,19 +102,43 @@ def budgeted_schedule(
     return budgeted, round(unfreeze_epoch * budgeted / epochs)
 
 
+def available_units(split: GenreSplit, n_unit: str) -> int:
+    """How many clips, or tracks, a training split offers (the largest N)."""
+    return len(set(split.group_ids)) if n_unit == "tracks" else len(split)
+
+
 def select_subset(
-    genres: GenreData, n: int | None, seed: int, val_fraction: float, cap_n: bool = False
+    genres: GenreData,
+    n: int | None,
+    seed: int,
+    val_fraction: float,
+    cap_n: bool = False,
+    n_unit: str = "clips",
 ) -> dict:
-    """The nested stratified subset of size N and its fit/validation parts."""
-    available = len(genres.train)
+    """The nested stratified subset of size N (`n_unit`: clips or tracks) and its fit/validation parts."""
+    train = genres.train
+    available = available_units(train, n_unit)
     plan = plan_sizes([n or available], available)[0]
     if plan.capped and not cap_n:
-        raise InputError(f"--n {n} is larger than the genres train split ({available} examples)")
-    # N counts clips, drawn by whole tracks (groups): see `nested_order`.
-    subset = nested_order(genres.train.labels, seed, genres.train.group_ids)[: plan.used]
-    groups = [genres.train.group_ids[i] for i in subset]
+        raise InputError(
+            f"--n {n} is larger than the genres train split ({available} {N_UNIT_NOUNS[n_unit]})"
+        )
+    if n_unit == "tracks":
+        subset = np.asarray(
+            [i for track in balanced_tracks(train.labels, seed, train.group_ids)[: plan.used] for i in track],
+            dtype=np.int64,
+        )
+    else:  # clips, drawn by whole tracks (groups): see `nested_order`
+        subset = nested_order(train.labels, seed, train.group_ids)[: plan.used]
+    groups = [train.group_ids[i] for i in subset]
     fit, val = carve_validation(genres.train.labels[subset], groups, val_fraction, seed)
-    return {"plan": plan, "fit": subset[fit], "val": subset[val], "n_tracks": len(set(groups))}
+    return {
+        "plan": plan,
+        "fit": subset[fit],
+        "val": subset[val],
+        "n_tracks": len(set(groups)),
+        "n_clips": len(subset),
+    }
 
 
 @torch.no_grad()
@@ -165,7 +193,7 @@ class FinetuneSpec(loop.TrainingSpec):
         dataset_fe = dataset_feature_config(args.dataset)
         genres = self.genres or load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
         self.genres = genres
-        self.chosen = select_subset(genres, args.n, args.seed, args.val_fraction, args.cap_n)
+        self.chosen = select_subset(genres, args.n, args.seed, args.val_fraction, args.cap_n, args.n_unit)
         self.fit, self.val = genres.train.subset(self.chosen["fit"]), genres.train.subset(self.chosen["val"])
         window_samples = resolve_window_samples(args.window_samples, dataset_fe)
         model, self.fe = load_classifier_init(
@@ -251,7 +279,9 @@ class FinetuneSpec(loop.TrainingSpec):
             "n_requested": plan.requested,
             "n_used": plan.used,
             "capped": plan.capped,
+            "n_unit": args.n_unit,
             "n_tracks": self.chosen["n_tracks"],  # groups (tracks) the N training clips come from
+            "n_clips": self.chosen["n_clips"],
             "n_fit": len(self.fit),
             "n_val": len(self.val),
             "epochs": self.epochs,

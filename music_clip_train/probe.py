@@ -77,7 +77,7 @@ class ProbeCells:
     def run(self, cell: FinetuneArgs) -> dict:
         started = time.time()
         genres = self.genres
-        chosen = select_subset(genres, cell.n, cell.seed, cell.val_fraction, cell.cap_n)
+        chosen = select_subset(genres, cell.n, cell.seed, cell.val_fraction, cell.cap_n, cell.n_unit)
         subset = np.concatenate([chosen["fit"], chosen["val"]])
         train, test, window = self._embeddings(cell, [genres.train.mels[i] for i in subset])
         predictions = fit_and_predict(train[subset], genres.train.labels[subset], test, cell.seed)
@@ -91,7 +91,9 @@ class ProbeCells:
             "n_requested": plan.requested,
             "n_used": plan.used,
             "capped": plan.capped,
+            "n_unit": cell.n_unit,
             "n_tracks": chosen["n_tracks"],
+            "n_clips": chosen["n_clips"],
             "n_fit": len(subset),
             "test": classification_scores(predictions, genres.test.labels, len(genres.label_names)),
             "labels": genres.label_names,

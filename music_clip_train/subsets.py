@@ -3,6 +3,9 @@
 Nested: for one seed, the subset of size N is the first N of one fixed ordering, so N=160 contains N=48.
 Stratified: the ordering interleaves classes by their fractional position, so every prefix keeps the class
 proportions of the training split (within one example per class).
+Units (`N_UNITS`): N counts clips (the thesis' examples; a clip-level dataset's clips come by whole tracks), or
+labelled tracks, balanced across classes (`balanced_tracks`: k tracks per class, what a user labelling whole
+recordings pays for).
 """
 
 from __future__ import annotations
@@ -14,6 +17,13 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from .errors import InputError
 
+# What a training size N counts (`--n-unit`), with the words reports use for it, and its plural in messages.
+N_UNITS = {
+    "clips": "N counts clips, drawn by whole tracks",
+    "tracks": "N counts labelled tracks, balanced across classes (every clip of a chosen track is used)",
+}
+N_UNIT_NOUNS = {"clips": "examples", "tracks": "tracks"}
+
 
 def nested_order(labels: np.ndarray, seed: int, groups: list[str] | None = None) -> np.ndarray:
     """One stratified ordering of all examples; prefixes are the nested subsets.
@@ -24,6 +34,25 @@ def nested_order(labels: np.ndarray, seed: int, groups: list[str] | None = None)
     """
     if groups is None:
         return _stratified_order(labels, seed)
+    members, group_labels = _group_members(labels, groups)
+    return np.asarray([i for g in _stratified_order(group_labels, seed) for i in members[g]], dtype=np.int64)
+
+
+def balanced_tracks(labels: np.ndarray, seed: int, groups: list[str]) -> list[list[int]]:
+    """Tracks (groups, each its examples' indices) in one nested order that is balanced across classes: every
+    class's first track (in a random class order), then every class's second, and so on, so the first k × C
+    tracks hold k of each of the C classes while every class has k (a class out of tracks is skipped)."""
+    members, group_labels = _group_members(labels, groups)
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(members), dtype=np.float64)
+    for label in np.unique(group_labels):
+        tracks = rng.permutation(np.flatnonzero(group_labels == label))
+        keys[tracks] = np.arange(len(tracks)) + rng.uniform(size=len(tracks))  # round k: keys in [k, k + 1)
+    return [members[g] for g in np.argsort(keys, kind="stable")]
+
+
+def _group_members(labels: np.ndarray, groups: list[str]) -> tuple[list[list[int]], np.ndarray]:
+    """Each group's example indices (groups in order of first appearance) and its majority label."""
     names, first, codes = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
     by_appearance = np.argsort(first, kind="stable")  # group k = the k-th group to appear
     rank = np.empty(len(names), dtype=np.int64)
@@ -31,8 +60,7 @@ def nested_order(labels: np.ndarray, seed: int, groups: list[str] | None = None)
     members: list[list[int]] = [[] for _ in names]
     for index, code in enumerate(codes):
         members[rank[code]].append(index)
-    group_labels = np.asarray([_majority(labels[m]) for m in members])
-    return np.asarray([i for g in _stratified_order(group_labels, seed) for i in members[g]], dtype=np.int64)
+    return members, np.asarray([_majority(labels[m]) for m in members])
 
 
 def _majority(values: np.ndarray):

@@ -36,7 +36,7 @@ from .report import (
     markdown_table,
     thesis_table,
 )
-from .subsets import plan_sizes
+from .subsets import N_UNIT_NOUNS, N_UNITS, plan_sizes
 
 
 @dataclass
@@ -48,6 +48,10 @@ class SweepArgs(launch.LoopKnobs):
         metadata={"help": f"any of: {', '.join(OBJECTIVE_LABELS)} ('none' = the un-pretrained baseline)"},
     )
     sizes: list[int] = field(default_factory=lambda: [48, 160, 400, 800, 1600, 3200])
+    n_unit: str = field(
+        default="clips",
+        metadata={"choices": list(N_UNITS), "help": "what --sizes count: " + "; ".join(N_UNITS.values())},
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pretrained_dir: str | None = field(
         default=None, metadata={"help": "folder with one pretrained checkpoint per objective"}
@@ -184,18 +188,19 @@ def update_model_cards(args: SweepArgs, table: str, line: Path) -> list[Path]:
     return updated
 
 
-def tracks_behind_n(runs: list[dict]) -> str:
-    """How many tracks (groups) each N's clips come from, over seeds and objectives (clips are drawn by whole
-    tracks, so N clips of a clip-level dataset come from far fewer tracks)."""
+def tracks_behind_n(runs: list[dict], n_unit: str = "clips") -> str:
+    """What each N holds, over seeds and objectives: the tracks (groups) N clips come from (clips are drawn by
+    whole tracks, so N clips of a clip-level dataset come from far fewer tracks), or the clips of N tracks."""
+    other = "n_clips" if n_unit == "tracks" else "n_tracks"
     by_n: dict[int, set[int]] = {}
     for run in runs:
-        if "n_tracks" in run:
-            by_n.setdefault(run["n_used"], set()).add(run["n_tracks"])
+        if other in run:
+            by_n.setdefault(run["n_used"], set()).add(run[other])
     parts = [
-        f"N={n}: {min(t)}" + (f"-{max(t)}" if max(t) != min(t) else "") + " tracks"
+        f"N={n}: {min(t)}" + (f"-{max(t)}" if max(t) != min(t) else "") + f" {other.removeprefix('n_')}"
         for n, t in sorted(by_n.items())
     ]
-    return "Training clips are drawn by whole tracks (groups); " + ", ".join(parts) + "." if parts else ""
+    return f"{N_UNITS[n_unit]}; " + ", ".join(parts) + "." if parts else ""
 
 
 def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget: dict, wall: float) -> dict:
@@ -215,12 +220,13 @@ def write_report(args: SweepArgs, runs: list[dict], used: dict[int, int], budget
         + (f" --window-samples {args.window_samples}" if args.window_samples else "")
         + (f" --pretrained-dir {args.pretrained_dir}" if args.pretrained_dir else "")
         + (f" --protocol {args.protocol}" if args.protocol != "finetune" else "")
+        + (f" --n-unit {args.n_unit}" if args.n_unit != "clips" else "")
     )
     (output / "README.md").write_text(
         f"# Few-shot genre sweep ({PROTOCOLS[args.protocol]})\n\n```bash\n{command}\n```\n\n"
         f"Budget: {json.dumps(budget)}; text tower {'frozen (cached)' if args.freeze_text else 'trained'} during "
         f"pretraining; finetuning time summed over cells {sum(r['wall_seconds'] for r in runs) / 60:.1f} min "
-        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs)}\n\n{table}\n"
+        f"(this invocation: {wall / 60:.1f} min wall).\n\n## This run\n\n{tracks_behind_n(runs, args.n_unit)}\n\n{table}\n"
         f"{goal_summary(runs, args.objectives, sorted(used))}\n"
         f"![macro-F1 vs N]({line.name})\n\n![distribution]({box.name})\n\n## Calibration\n\n{calibration}\n"
         + (f"![reliability]({reliability.name})\n\n" if reliability else "")
@@ -237,16 +243,19 @@ def _cell_dir(output: Path, objective: str, n: int, seed: int) -> Path:
 CELL_RESULT_KEYS = ("objective", "n_requested", "n_used", "seed", "test", "wall_seconds")
 
 
-def cell_done(cell: Path, protocol: str = "finetune") -> bool:
-    """A cell is done when its results.json (written last, atomically) is whole; one made under the other
-    protocol is refused (a sweep folder holds one protocol, so its table never mixes them)."""
+def cell_done(cell: Path, protocol: str = "finetune", n_unit: str = "clips") -> bool:
+    """A cell is done when its results.json (written last, atomically) is whole; one made under another
+    protocol or N unit is refused (a sweep folder holds one of each, so its table never mixes them)."""
     result = read_json_marker(cell / "results.json", CELL_RESULT_KEYS)
-    if result is not None and result.get("protocol", "finetune") != protocol:
-        raise InputError(
-            f"{cell} holds a {result.get('protocol', 'finetune')} cell; a --protocol {protocol} sweep needs its own "
-            "--output folder"
-        )
-    return result is not None
+    if result is None:
+        return False
+    for flag, wanted, default in (("protocol", protocol, "finetune"), ("n_unit", n_unit, "clips")):
+        if result.get(flag, default) != wanted:
+            raise InputError(
+                f"{cell} holds a --{flag.replace('_', '-')} {result.get(flag, default)} cell; a "
+                f"--{flag.replace('_', '-')} {wanted} sweep needs its own --output folder"
+            )
+    return True
 
 
 def _shared_window(inits) -> int | None:
@@ -308,18 +317,24 @@ def run(args: SweepArgs) -> dict:
     output = Path(args.output)
     dataset_fe = dataset_feature_config(args.dataset)
     genres = load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
-    plans = plan_sizes(args.sizes, len(genres.train))
+    available = finetune.available_units(genres.train, args.n_unit)
+    plans = plan_sizes(args.sizes, available)
     used = {p.requested: p.used for p in plans}
     for plan in plans:
         if plan.capped:
             print(
-                f"sweep: N={plan.requested} is more than the {len(genres.train)} training examples; using {plan.used}"
+                f"sweep: N={plan.requested} is more than the {available} training {N_UNIT_NOUNS[args.n_unit]}; "
+                f"using {plan.used}"
             )
     budget = _budget(args)
     output.mkdir(parents=True, exist_ok=True)
     # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
     cells = [(o, p, s) for s in args.seeds for o in args.objectives for p in plans]
-    todo = [c for c in cells if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]), args.protocol)]
+    todo = [
+        c
+        for c in cells
+        if not cell_done(_cell_dir(output, c[0], c[1].requested, c[2]), args.protocol, args.n_unit)
+    ]
     # Pretraining first (only for objectives with unfinished cells), so the baseline can use the same window.
     inits = {o: ensure_pretrained(args, o, budget) for o in dict.fromkeys(c[0] for c in todo)}
     baseline_window = args.window_samples or _shared_window(inits.values())
@@ -330,6 +345,7 @@ def run(args: SweepArgs) -> dict:
             init=inits[objective],
             output=str(_cell_dir(output, objective, plan.requested, seed)),
             n=plan.requested,
+            n_unit=args.n_unit,
             seed=seed,
             epochs=budget["finetune_epochs"],
             unfreeze_epoch=budget["unfreeze_epoch"],

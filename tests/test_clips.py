@@ -164,3 +164,24 @@ def test_sweep_subsets_draw_whole_tracks_and_count_clips() -> None:
     assert abs(sum(labels[order[:40]] == "a") - 20) <= 4  # stratified within one track
     single = [f"g{i}" for i in range(80)]  # one clip per group: the ungrouped ordering, unchanged
     np.testing.assert_array_equal(nested_order(labels, 5, single), nested_order(labels, 5))
+
+
+def test_balanced_tracks_give_k_tracks_of_every_class_with_all_their_clips() -> None:
+    from music_clip_train.subsets import balanced_tracks
+
+    # Three classes with 5, 3 and 8 tracks of 2-4 clips each, the clips of a track not next to each other.
+    tracks = [(c, t, 2 + (t % 3)) for c, count in zip("abc", (5, 3, 8)) for t in range(count)]
+    rows = [(c, f"{c}{t}") for c, t, clips in tracks for _ in range(clips)]
+    shuffled = [rows[i] for i in np.random.default_rng(1).permutation(len(rows))]
+    labels = np.array([c for c, _ in shuffled])
+    groups = [g for _, g in shuffled]
+    orders = [balanced_tracks(labels, seed, groups) for seed in range(5)]
+    for order in orders:
+        assert sorted(i for track in order for i in track) == list(range(len(rows)))
+        assert all(len({groups[i] for i in track}) == 1 for track in order)  # a track's clips, all of them
+        assert [len(track) for track in order] == [sum(g == groups[t[0]] for g in groups) for t in order]
+        per_class = [labels[track[0]] for track in order]
+        for k in (1, 2, 3):  # the first 3k tracks: k of each class
+            assert sorted(per_class[: 3 * k]) == sorted("abc" * k)
+        assert sorted(per_class[9:11]) == ["a", "c"]  # b has no fourth track: the round goes on without it
+    assert len({tuple(map(tuple, order)) for order in orders}) == 5  # the seed draws the tracks

@@ -28,7 +28,31 @@ def test_probe_sweep_tells_separable_classes_apart_and_keeps_its_cells_apart(tmp
     # A folder of probe cells is never mistaken for finished finetuning cells (or the other way round).
     finetune = argv.replace("--protocol probe", "--protocol finetune").split()
     assert train.main(finetune) == 2
-    assert "holds a probe cell; a --protocol finetune sweep needs its own --output" in capsys.readouterr().err
+    assert (
+        "holds a --protocol probe cell; a --protocol finetune sweep needs its own --output"
+        in capsys.readouterr().err
+    )
+
+
+def test_sweep_counting_tracks_fits_every_clip_of_n_balanced_tracks(tmp_path, capsys) -> None:
+    # 12 tracks of 3 clips (4 per class): N = 3 tracks is one per class, 9 clips.
+    dataset = write_dataset(tmp_path / "ds", n_train=36, n_test=12, separable=True, clips_per_track=3)
+    out = tmp_path / "tracks"
+    argv = f"sweep --dataset {dataset} --output {out} --objectives none --seeds 0 1 --protocol probe --n-unit tracks"
+    assert train.main([*argv.split(), "--sizes", "3", "6", "20"]) == 0
+    assert "N=20 is more than the 12 training tracks; using 12" in capsys.readouterr().out
+    runs = json.loads((out / "runs.json").read_text())
+    assert {(r["n_used"], r["n_tracks"], r["n_clips"]) for r in runs} == {(3, 3, 9), (6, 6, 18), (12, 12, 36)}
+    assert all(r["n_unit"] == "tracks" and r["n_fit"] == r["n_clips"] for r in runs)
+    assert all(r["test"]["macro_f1"] >= 0.9 for r in runs if r["n_used"] == 3)  # one track of every class
+    report = (out / "README.md").read_text()
+    assert "--n-unit tracks" in report and "N counts labelled tracks" in report and "N=3: 9 clips" in report
+    # A folder of track-counted cells is never read as clip-counted ones.
+    assert train.main([*argv.replace("--n-unit tracks", "--n-unit clips").split(), "--sizes", "3"]) == 2
+    assert (
+        "holds a --n-unit tracks cell; a --n-unit clips sweep needs its own --output"
+        in capsys.readouterr().err
+    )
 
 
 def test_probe_cells_of_a_pretrained_tower_use_its_window_and_report_as_its_row(tmp_path, capsys) -> None:

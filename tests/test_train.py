@@ -44,10 +44,12 @@ def write_dataset(
     drop: str | None = None,
     separable: bool = False,
     caption_groups: int | None = None,
+    clips_per_track: int = 1,
 ) -> Path:
     """A dataset folder with the columns of DESIGN.md "Dataset folder" (minus audio: training never reads it).
     `separable`: each genre clip's label raises its own third of the mel bands, so the classes can be told apart.
-    `caption_groups`: the caption clips are cut from this many recordings (clip i from recording i mod k)."""
+    `caption_groups`: the caption clips are cut from this many recordings (clip i from recording i mod k).
+    `clips_per_track`: genre clips i of one track share its group and label (track i // k, label track mod 3)."""
     rng = np.random.default_rng(seed)
     common = {
         "track_id": Value("string"),
@@ -83,16 +85,17 @@ def write_dataset(
     (root / "genres").mkdir()
     for split, n in (("train", n_train), ("test", n_test)):
         mels = _mels(rng, n)
-        for i, mel in enumerate(mels if separable else []):
-            mel[:, (i % 3) * 21 : (i % 3 + 1) * 21] += 1.0
+        labels = [(i // clips_per_track) % 3 for i in range(n)]
+        for mel, label in zip(mels if separable else [], labels):
+            mel[:, label * 21 : (label + 1) * 21] += 1.0
         Dataset.from_dict(
             {
                 "track_id": [f"{split}{i}" for i in range(n)],
-                "group_id": [f"{split}g{i}" for i in range(n)],
+                "group_id": [f"{split}g{i // clips_per_track}" for i in range(n)],
                 "source": ["fixture"] * n,
                 "mel": mels,
                 "mel_length": [len(m) for m in mels],
-                "genre": [i % 3 for i in range(n)],
+                "genre": labels,
             },
             features=genre_features,
         ).to_parquet(str(root / f"genres/{split}-00000-of-00001.parquet"))
@@ -267,6 +270,29 @@ def test_finetune_from_scratch_unfreezes_at_once(dataset, tmp_path) -> None:
     result = json.loads((out / "results.json").read_text())
     assert result["unfreeze_epoch"] == 0 and result["history"][0]["tower_frozen"] is False
     assert "from scratch" in (out / "README.md").read_text()
+
+
+def test_each_dataset_folder_reads_its_own_rows(tmp_path) -> None:
+    from music_clip_train.data import load_genres
+
+    # Same folder name, same card, same file names: datasets' own cache key cannot tell them apart.
+    first = write_dataset(tmp_path / "a" / "ds", n_train=24)
+    second = write_dataset(tmp_path / "b" / "ds", n_train=36, clips_per_track=3)
+    assert (len(load_genres(str(first)).train), len(load_genres(str(second)).train)) == (24, 36)
+    assert len(set(load_genres(str(second)).train.group_ids)) == 12
+    shutil.rmtree(first)  # rebuilt in place, with other rows
+    assert len(load_genres(str(write_dataset(first, n_train=30))).train) == 30
+
+
+def test_finetune_counting_tracks_trains_on_every_clip_of_them(tmp_path) -> None:
+    dataset = write_dataset(tmp_path / "ds", n_train=36, n_test=6, clips_per_track=3)  # 12 tracks of 3 clips
+    out = tmp_path / "tracks"
+    argv = f"finetune --dataset {dataset} --init none --output {out} --n 6 --n-unit tracks --epochs 1"
+    assert train.main([*argv.split(), "--batch-size", "8"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert (result["n_unit"], result["n_used"], result["n_tracks"], result["n_clips"]) == ("tracks", 6, 6, 18)
+    assert result["n_fit"] + result["n_val"] == 18  # validation is carved from the 18 clips, by track
+    assert train.main([*argv.replace("--n 6", "--n 13").split()]) == 2  # there are 12 tracks
 
 
 def test_nested_stratified_subsets() -> None:
