@@ -311,21 +311,27 @@ def run_parallel(
             future.result()  # a failed cell stops the sweep, as it does sequentially
 
 
-def run(args: SweepArgs) -> dict:
-    validate(args)
-    started = time.time()
-    output = Path(args.output)
-    dataset_fe = dataset_feature_config(args.dataset)
-    genres = load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
+def size_plans(args: SweepArgs, genres) -> list:
+    """Each N of `--sizes`, capped at the clips or tracks the training split has (a cap is said, never hidden)."""
     available = finetune.available_units(genres.train, args.n_unit)
     plans = plan_sizes(args.sizes, available)
-    used = {p.requested: p.used for p in plans}
     for plan in plans:
         if plan.capped:
             print(
                 f"sweep: N={plan.requested} is more than the {available} training {N_UNIT_NOUNS[args.n_unit]}; "
                 f"using {plan.used}"
             )
+    return plans
+
+
+def run(args: SweepArgs) -> dict:
+    validate(args)
+    started = time.time()
+    output = Path(args.output)
+    dataset_fe = dataset_feature_config(args.dataset)
+    genres = load_genres(args.dataset, n_mels=(dataset_fe or {}).get("feature_size"))
+    plans = size_plans(args, genres)
+    used = {p.requested: p.used for p in plans}
     budget = _budget(args)
     output.mkdir(parents=True, exist_ok=True)
     # Seed-major: a sweep stopped early still has the whole grid for its first seeds.
