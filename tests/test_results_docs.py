@@ -202,6 +202,7 @@ def test_ten_package_verdict_reads_its_own_folder_and_its_own_baseline_sweep(tmp
         ("real-music-ten", "probe-renders-only", "independent"): 0.25,
         ("real-music-ten", "probe-real-and-renders", "independent"): 0.32,
         ("real-music", "probe-real-and-renders", "independent"): 0.9,  # the four-package set: not read
+        ("real-music-ten-tracks", "baseline", "none"): 0.05,  # N counting tracks: its own table
     }
     for (held_out, sweep, objective), value in f1.items():
         path = results / held_out / sweep / objective / "n40-seed0.json"
@@ -210,16 +211,21 @@ def test_ten_package_verdict_reads_its_own_folder_and_its_own_baseline_sweep(tmp
     (tmp_path / "README.md").write_text(
         "<!-- results:real-music-ten-probe-verdict -->\n<!-- /results:real-music-ten-probe-verdict -->\n"
         "<!-- results:real-music-ten-fewshot -->\n<!-- /results:real-music-ten-fewshot -->\n"
+        "<!-- results:real-music-ten-tracks-fewshot source -->\n<!-- /results:real-music-ten-tracks-fewshot -->\n"
     )
     assert render.main(["--root", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
     assert "| 40 | +0.12: met | 1.60×: met | +0.07: met |" in text
     assert "| baseline (from scratch) | 0.100 ± 0.000 |" in text and "0.900" not in text
+    ten, tracks = text.split("<!-- results:real-music-ten-tracks-fewshot source -->")
+    assert "0.050" not in ten
+    assert "| baseline (from scratch) | 0.050 ± 0.000 |" in tracks and "N = labelled tracks" in tracks
 
 
 def test_a_pooled_row_averages_every_pretraining_seed_sweep(tmp_path: Path):
     results = tmp_path / "docs" / "results" / "real-music-ten"
     f1 = {"baseline": 0.1, "probe-real-and-renders": 0.2, "probe-real-and-renders-ps1": 0.3}
+    f1 |= {"probe-real-and-renders-ps2": 0.4, "probe-real-and-renders-ps3": 0.5}
     for sweep, value in f1.items():
         objective = "none" if sweep == "baseline" else "independent"
         path = results / sweep / objective / "n40-seed0.json"
@@ -230,13 +236,13 @@ def test_a_pooled_row_averages_every_pretraining_seed_sweep(tmp_path: Path):
     )
     assert render.main(["--root", str(tmp_path)]) == 0
     assert (
-        "real+renders IS, pretraining seeds 0-2 pooled" not in (tmp_path / "README.md").read_text()
-    )  # ps2 missing
-    path = results / "probe-real-and-renders-ps2" / "independent" / "n40-seed0.json"
+        "real+renders IS, pretraining seeds 0-4 pooled" not in (tmp_path / "README.md").read_text()
+    )  # ps4 missing
+    path = results / "probe-real-and-renders-ps4" / "independent" / "n40-seed0.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(_cell("independent", 40, 0, 0.7)))
     assert render.main(["--root", str(tmp_path)]) == 0
     assert (
-        "| real+renders IS, pretraining seeds 0-2 pooled, probe | 0.400 ± 0.216 |"
+        "| real+renders IS, pretraining seeds 0-4 pooled, probe | 0.420 ± 0.172 |"
         in (tmp_path / "README.md").read_text()
     )
