@@ -31,11 +31,14 @@ def stable_bucket(name: str, buckets: int) -> int:
 def folder_fingerprint(folder: Path) -> str:
     """Names, sizes and mtimes of a dataset folder's files (hidden caches such as ours and the builder's
     `.cache/` excluded)."""
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # never walk into a cache of thousands of files
+        files += [Path(root, name) for name in names if not name.startswith(".")]
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    for path in sorted(files):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]
 
 
@@ -46,5 +49,6 @@ def local_datasets_cache(folder: Path) -> Path:
     key = f"datasets-{folder_fingerprint(folder)}"
     if os.access(folder, os.W_OK):
         return folder.resolve() / ".cache" / key
-    hf_cache = Path(os.environ.get("HF_DATASETS_CACHE", Path.home() / ".cache" / "huggingface" / "datasets"))
-    return hf_cache / "musicclip-local" / text_sha256(str(folder.resolve()))[:16] / key
+    from datasets import config  # its own resolution of HF_DATASETS_CACHE and HF_HOME
+
+    return Path(config.HF_DATASETS_CACHE) / "musicclip-local" / text_sha256(str(folder.resolve()))[:16] / key
