@@ -131,7 +131,7 @@ def select_subset(
     else:  # clips, drawn by whole tracks (groups): see `nested_order`
         subset = nested_order(train.labels, seed, train.group_ids)[: plan.used]
     groups = [train.group_ids[i] for i in subset]
-    fit, val = carve_validation(genres.train.labels[subset], groups, val_fraction, seed)
+    fit, val = carve_validation(train.labels[subset], groups, val_fraction, seed)
     return {
         "plan": plan,
         "fit": subset[fit],

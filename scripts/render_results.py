@@ -484,8 +484,10 @@ def _sweeps(sweeps: str | tuple[str, ...]) -> tuple[str, ...]:
     return (sweeps,) if isinstance(sweeps, str) else sweeps
 
 
+# The four-package rows of frozen towers only (every sweep a probe sweep): the other sets reuse them.
+PROBE_ROWS = tuple(row for row in REAL_MUSIC_ROWS if all(s.startswith("probe-") for s in _sweeps(row[1])))
 # The same checkpoints on the ten-package held-out set (docs/results/real-music-ten/): its own baseline sweep,
-# the finetuning rows of the three pretraining seeds, then every probe row.
+# the finetuning rows of the pretraining seeds, then every probe row.
 REAL_MUSIC_TEN_ROWS = (
     ("baseline (from scratch)", "baseline", "none"),
     ("renders-only IS", "renders-only", "independent"),
@@ -500,13 +502,13 @@ REAL_MUSIC_TEN_ROWS = (
         tuple(s.removeprefix("probe-") for s in REAL_AND_RENDERS_SEEDS),
         "independent",
     ),
-    *(row for row in REAL_MUSIC_ROWS if all(s.startswith("probe-") for s in _sweeps(row[1]))),
+    *PROBE_ROWS,
 )
 # The ten packages again with N counting labelled tracks (`--n-unit tracks`): its own from-scratch sweep, then
 # the probe rows whose sweeps it has.
 REAL_MUSIC_TEN_TRACKS_ROWS = (
     ("baseline (from scratch)", "baseline", "none"),
-    *(row for row in REAL_MUSIC_ROWS if all(s.startswith("probe-") for s in _sweeps(row[1]))),
+    *PROBE_ROWS,
 )
 # Each held-out set: its folder under docs/results/ and its rows (the first, the baseline, always shown).
 REAL_MUSIC_SETS = {
@@ -515,9 +517,10 @@ REAL_MUSIC_SETS = {
     "real-music-ten-tracks": REAL_MUSIC_TEN_TRACKS_ROWS,
 }
 # What N counts in each set's tables.
+CLIPS_N = "N = training clips, drawn by whole tracks"
 REAL_MUSIC_N = {
-    "real-music": "N = training clips, drawn by whole tracks",
-    "real-music-ten": "N = training clips, drawn by whole tracks",
+    "real-music": CLIPS_N,
+    "real-music-ten": CLIPS_N,
     "real-music-ten-tracks": "N = labelled tracks, k of each package first, every clip of a chosen track used",
 }
 # What each verdict block judges: (held-out set, baseline rows, renders-only row, real+renders row). The probe's
